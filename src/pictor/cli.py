@@ -1,0 +1,131 @@
+"""The `pictor` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    return int(width), int(height or width)
+
+
+def _load(model: str | None):
+    from pictor.embedded import WEIGHTS_DIR
+    from pictor.engine.loading import load_model_folder
+
+    return load_model_folder(model or WEIGHTS_DIR)
+
+
+def _report_unknown(words: list[str]) -> None:
+    if words:
+        print(f"words the model does not know (ignored): {', '.join(words)}", file=sys.stderr)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    pipe = _load(args.model)
+    width, height = _size(args.size)
+    out = pipe([args.prompt] * args.n, width=width, height=height, seed=args.seed,
+               num_inference_steps=args.steps, guidance_scale=args.guidance)
+    _report_unknown(out.unknown_words[0])
+    for i, image in enumerate(out.images):
+        path = Path(args.output) if args.n == 1 else Path(args.output).with_stem(f"{Path(args.output).stem}-{i}")
+        image.save(path)
+        print(f"{path} (seed {out.seeds[i]})")
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    pipe = _load(args.model)
+    image = Image.open(args.image).convert("RGB")
+    mask = Image.open(args.mask) if args.mask else None
+    out = pipe(args.instruction, image=image, mask=mask, seed=args.seed, num_inference_steps=args.steps,
+               guidance_scale=args.guidance)
+    _report_unknown(out.unknown_words[0])
+    out.images[0].save(args.output)
+    print(f"{args.output} (seed {out.seeds[0]})")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pictor.embedded.train import TrainConfig, train
+
+    config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    if args.steps:
+        config.steps = args.steps
+    if args.device:
+        config.device = args.device
+    train(config, args.run, export_to=args.export)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pictor.embedded.evaluate import results_markdown, run_benchmark
+
+    result = run_benchmark(_load(args.model), per_category=args.per_category, edits=args.edits,
+                           inpaints=args.inpaints, max_objects=args.max_objects)
+    print(json.dumps({k: result[k] for k in ("scores", "timings_ms", "peak_memory_mb")}, indent=2))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).with_suffix(".json").write_text(json.dumps(result, indent=2))
+        Path(args.output).with_suffix(".md").write_text(results_markdown(result, args.title))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pictor", description="Pictor image generation and editing")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", help="a diffusers-format model folder (default: the embedded model)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--steps", type=int, default=12, help="denoising steps")
+        p.add_argument("--guidance", type=float, default=4.0, help="text guidance scale")
+        p.add_argument("-o", "--output", default="pictor.png")
+
+    gen = sub.add_parser("generate", help="make an image from a prompt")
+    gen.add_argument("prompt")
+    gen.add_argument("--size", default="64x64", help="WIDTHxHEIGHT of the output")
+    gen.add_argument("-n", type=int, default=1, help="number of images")
+    model_options(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    edit = sub.add_parser("edit", help="edit an image by instruction, or inside a mask (white = change)")
+    edit.add_argument("image")
+    edit.add_argument("instruction")
+    edit.add_argument("--mask", help="mask image: white where the prompt fills in")
+    model_options(edit)
+    edit.set_defaults(func=cmd_edit)
+
+    train = sub.add_parser("train-embedded", help="train the embedded model from a config and a seed")
+    train.add_argument("--config", help="TOML training config (see configs/)")
+    train.add_argument("--run", default="runs/embedded", help="folder for checkpoints and logs (resumes)")
+    train.add_argument("--export", help="write the trained pipeline folder here")
+    train.add_argument("--steps", type=int, help="override the config's step count")
+    train.add_argument("--device", help="cpu / cuda (default: the config's)")
+    train.set_defaults(func=cmd_train)
+
+    bench = sub.add_parser("bench-embedded", help="score the embedded model with the world's judge")
+    bench.add_argument("--model", help="model folder (default: the shipped embedded model)")
+    bench.add_argument("--per-category", type=int, default=50)
+    bench.add_argument("--edits", type=int, default=120)
+    bench.add_argument("--inpaints", type=int, default=60)
+    bench.add_argument("--max-objects", type=int, default=2, help="objects per edit/inpaint scene")
+    bench.add_argument("--output", help="results path stem, e.g. bench/results/embedded-cpu")
+    bench.add_argument("--title", default="Embedded model benchmark")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Model backends behind one protocol, and the code that loads model folders."""
