@@ -208,9 +208,11 @@ def edit_cases(seed: int = 0, count: int = 120, max_objects: int = 2, resolution
     return cases
 
 
-def scene_matches(scene: Scene, found: list[DetectedObject]) -> bool:
+def scene_matches(scene: Scene, image: np.ndarray) -> bool:
+    """The image shows exactly `scene`: every object's shape, colour, size and cell, and its background."""
+    detection = detect(image)
     spec = SceneSpec(tuple(ObjectSpec(o.shape, o.colour, o.size, o.cell) for o in scene.objects))
-    return spec_satisfied(spec, found)
+    return spec_satisfied(spec, detection.objects) and background_colours(detection) == scene.background.colours
 
 
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
@@ -277,7 +279,7 @@ def run_edits(edit: Edit, cases: list[EditCase], resolution: int = 64, batch: in
                        [2000 + chunk_index * batch + i for i in range(len(chunk))])
         for case, out in zip(chunk, outputs):
             array = np.asarray(out.convert("RGB"))
-            ok = scene_matches(case.target, detect(array).objects)
+            ok = scene_matches(case.target, array)
             by_kind[case.kind].append(ok)
             expected = render(case.target, resolution).image
             psnrs.append(min(psnr(array, expected, case.preserve), 99.0))
@@ -321,7 +323,7 @@ def run_inpaint(inpaint: Inpaint, seed: int = 0, count: int = 60, max_objects: i
             array, original = np.asarray(out.convert("RGB")), np.asarray(image)
             outside = np.asarray(mask) == 0
             exact.append(bool((array[outside] == original[outside]).all()))
-            ok_list.append(scene_matches(scene, detect(array).objects))
+            ok_list.append(scene_matches(scene, array))
     result.scores["inpaint_success"] = sum(ok_list) / len(ok_list)
     result.scores["inpaint_outside_identical"] = sum(exact) / len(exact)
     result.counts["inpaint_success"] = len(ok_list)

@@ -99,11 +99,14 @@ def _lr(step: int, config: TrainConfig) -> float:
 
 def export_pipeline(unet: EmbeddedUNet, text_encoder: EmbeddedTextEncoder, tokenizer: WorldTokenizer,
                     path: str | Path) -> PictorEmbeddedPipeline:
+    """Save as a pipeline folder, weights in float16 (half the size; loaded back as float32)."""
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
-    pipe = PictorEmbeddedPipeline(unet=unet.float().cpu().eval(), text_encoder=text_encoder.float().cpu().eval(),
+    pipe = PictorEmbeddedPipeline(unet=unet.cpu().eval().half(), text_encoder=text_encoder.cpu().eval().half(),
                                   scheduler=scheduler)
     pipe.tokenizer = tokenizer
     pipe.save_pretrained(path)
+    unet.float()
+    text_encoder.float()
     return pipe
 
 

@@ -1,0 +1,86 @@
+"""Content-addressed blob storage: the sha256 of the bytes names them, so equal images are stored once.
+
+`BlobStore` is the contract the service depends on; `LocalBlobStore` is the default (a folder on
+disk). An S3-compatible store implements the same three methods.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from pictor.core import is_sha256_hex, sha256_hex
+from pictor.storage.errors import BlobNotFound
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Bytes in, content hash out; the hash is the only address."""
+
+    def put(self, data: bytes) -> str:
+        """Store the bytes (a no-op when already present) and return their sha256 hex digest."""
+        ...
+
+    def get(self, digest: str) -> bytes:
+        """The bytes with this digest; raises BlobNotFound."""
+        ...
+
+    def exists(self, digest: str) -> bool:
+        """Whether bytes with this digest are stored."""
+        ...
+
+
+def _checked(digest: str) -> str:
+    """Refuse anything but a hex digest: digests become paths, so this is also path-traversal defence."""
+    if not is_sha256_hex(digest):
+        raise ValueError(f"not a sha256 hex digest: {digest!r}")
+    return digest
+
+
+class LocalBlobStore:
+    """Blobs as files under `root/ab/cd/<digest>`; two shard levels keep folders small at millions of files.
+
+    Writes go to a temporary file in the target folder and are renamed into place, so a reader never
+    sees a partial file and a crash leaves at most a stray temporary file (names start with `.tmp-`).
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, digest: str) -> Path:
+        """Where the blob with this digest lives (whether or not it exists yet)."""
+        digest = _checked(digest)
+        return self.root / digest[:2] / digest[2:4] / digest
+
+    def put(self, data: bytes) -> str:
+        """Store the bytes once; concurrent puts of the same bytes are safe (rename is atomic)."""
+        digest = sha256_hex(data)
+        target = self.path_for(digest)
+        if target.exists():
+            return digest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        """Read the bytes back; raises BlobNotFound for an unknown digest."""
+        try:
+            return self.path_for(digest).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFound(digest) from None
+
+    def exists(self, digest: str) -> bool:
+        """Whether the blob is stored."""
+        return self.path_for(digest).is_file()

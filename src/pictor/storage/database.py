@@ -1,0 +1,290 @@
+"""Metadata operations: tenants, API keys, image records. Each public method is one transaction.
+
+Rows never leave this module: callers get frozen dataclasses, so no lazy load can run after the
+session is closed and no caller can change a row by accident. Every image read takes the tenant id,
+and another tenant's image is reported exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from pictor.core import Artifact
+from pictor.storage import keys
+from pictor.storage.errors import ApiKeyNotFound, ImageNotFound, TenantExists, TenantNotFound
+from pictor.storage.tables import ApiKeyRow, Base, ImageParentRow, ImageRow, TenantRow, utcnow
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """A key as listings show it; the plaintext is not recoverable."""
+
+    id: str
+    tenant_id: str
+    hint: str
+    label: str | None
+    created: datetime
+    revoked: datetime | None
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    """The result of creating a key: the only moment the plaintext exists outside the client."""
+
+    info: ApiKeyInfo
+    plaintext: str
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: what an authenticated request carries to the service and into image records."""
+
+    tenant_id: str
+    tenant_name: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: str
+    tenant_id: str
+    content_hash: str
+    format: str
+    width: int
+    height: int
+    model: str | None
+    seed: int | None
+    params: dict[str, Any]
+    parents: tuple[str, ...]
+    key_id: str | None
+    user: str | None
+    created: datetime
+
+
+def _tenant(row: TenantRow) -> Tenant:
+    return Tenant(id=row.id, name=row.name, created=row.created)
+
+
+def _key_info(row: ApiKeyRow) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        id=row.id, tenant_id=row.tenant_id, hint=row.hint, label=row.label, created=row.created, revoked=row.revoked
+    )
+
+
+def _image(row: ImageRow) -> ImageRecord:
+    return ImageRecord(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        content_hash=row.content_hash,
+        format=row.format,
+        width=row.width,
+        height=row.height,
+        model=row.model,
+        seed=row.seed,
+        params=dict(row.params or {}),
+        parents=tuple(link.parent_id for link in row.parent_links),
+        key_id=row.key_id,
+        user=row.user,
+        created=row.created,
+    )
+
+
+def _enable_sqlite_pragmas(engine: Engine) -> None:
+    """Foreign keys are off by default in SQLite; WAL lets readers run while a request writes."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+
+class Database:
+    """The metadata store behind one SQLAlchemy engine; any URL works, SQLite is the default."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.engine = create_engine(url, echo=echo)
+        if self.engine.dialect.name == "sqlite":
+            _enable_sqlite_pragmas(self.engine)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        """Release pooled connections (and, for SQLite, fold the WAL back into the main file)."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """One unit of work: committed when the block ends, rolled back entirely if it raises."""
+        with self._sessions.begin() as session:
+            yield session
+
+    # tenants
+
+    def create_tenant(self, name: str) -> Tenant:
+        """A new tenant; names are unique so that `--tenant NAME` is unambiguous."""
+        with self._transaction() as session:
+            if session.scalar(select(TenantRow).where(TenantRow.name == name)) is not None:
+                raise TenantExists(name)
+            row = TenantRow(id=keys.new_tenant_id(), name=name, created=utcnow())
+            session.add(row)
+            return _tenant(row)
+
+    def tenant_by_name(self, name: str) -> Tenant:
+        """Look a tenant up by its name; raises TenantNotFound."""
+        with self._transaction() as session:
+            row = session.scalar(select(TenantRow).where(TenantRow.name == name))
+            if row is None:
+                raise TenantNotFound(name)
+            return _tenant(row)
+
+    def ensure_tenant(self, name: str) -> Tenant:
+        """The tenant with this name, created if missing (what `pictor keys create --tenant` wants)."""
+        try:
+            return self.tenant_by_name(name)
+        except TenantNotFound:
+            try:
+                return self.create_tenant(name)
+            except TenantExists:  # created concurrently between the two calls
+                return self.tenant_by_name(name)
+
+    # API keys
+
+    def create_key(self, tenant_id: str, label: str | None = None) -> NewApiKey:
+        """Make a key for the tenant; only its hash is stored, so the returned plaintext is the only copy."""
+        plaintext = keys.generate_key()
+        with self._transaction() as session:
+            if session.get(TenantRow, tenant_id) is None:
+                raise TenantNotFound(tenant_id)
+            row = ApiKeyRow(
+                id=keys.new_key_id(),
+                tenant_id=tenant_id,
+                key_hash=keys.hash_key(plaintext),
+                hint=keys.key_hint(plaintext),
+                label=label,
+                created=utcnow(),
+            )
+            session.add(row)
+            return NewApiKey(info=_key_info(row), plaintext=plaintext)
+
+    def authenticate(self, plaintext: str) -> Principal | None:
+        """The caller behind a bearer key, or None when the key is unknown, malformed or revoked."""
+        if not plaintext.startswith(keys.PREFIX):
+            return None
+        candidate = keys.hash_key(plaintext)
+        with self._transaction() as session:
+            row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == candidate))
+            if row is None or not keys.hashes_match(row.key_hash, candidate) or row.revoked is not None:
+                return None
+            return Principal(tenant_id=row.tenant_id, tenant_name=row.tenant.name, key_id=row.id)
+
+    def revoke_key(self, key_id: str) -> ApiKeyInfo:
+        """Stop a key from authenticating; revoking twice keeps the first revocation time."""
+        with self._transaction() as session:
+            row = session.get(ApiKeyRow, key_id)
+            if row is None:
+                raise ApiKeyNotFound(key_id)
+            if row.revoked is None:
+                row.revoked = utcnow()
+            return _key_info(row)
+
+    def list_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
+        """A tenant's keys, oldest first, revoked ones included (for `pictor keys list`)."""
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(ApiKeyRow).where(ApiKeyRow.tenant_id == tenant_id).order_by(ApiKeyRow.created, ApiKeyRow.id)
+            )
+            return [_key_info(row) for row in rows]
+
+    # images
+
+    def record_image(
+        self,
+        artifact: Artifact,
+        *,
+        params: dict[str, Any] | None = None,
+        key_id: str | None = None,
+        user: str | None = None,
+    ) -> ImageRecord:
+        """Store an artifact's metadata and lineage (not its bytes: those go to the blob store first).
+
+        Every parent must be an image of the same tenant; otherwise ImageNotFound is raised and
+        nothing is written.
+        """
+        if artifact.tenant_id is None:
+            raise ValueError("an artifact must belong to a tenant to be recorded")
+        with self._transaction() as session:
+            for parent_id in artifact.parents:
+                parent = session.get(ImageRow, parent_id)
+                if parent is None or parent.tenant_id != artifact.tenant_id:
+                    raise ImageNotFound(parent_id)
+            row = ImageRow(
+                id=artifact.id,
+                tenant_id=artifact.tenant_id,
+                content_hash=artifact.content_hash,
+                format=artifact.format,
+                width=artifact.width,
+                height=artifact.height,
+                model=artifact.model,
+                seed=artifact.seed,
+                params=dict(params or {}),
+                key_id=key_id,
+                user=user,
+                created=artifact.created,
+                parent_links=[
+                    ImageParentRow(position=index, parent_id=parent_id)
+                    for index, parent_id in enumerate(artifact.parents)
+                ],
+            )
+            session.add(row)
+            session.flush()
+            return _image(row)
+
+    def get_image(self, tenant_id: str, image_id: str) -> ImageRecord:
+        """The tenant's image; another tenant's id raises ImageNotFound just like an unknown one."""
+        with self._transaction() as session:
+            row = session.scalar(select(ImageRow).where(ImageRow.id == image_id, ImageRow.tenant_id == tenant_id))
+            if row is None:
+                raise ImageNotFound(image_id)
+            return _image(row)
+
+    def list_images(self, tenant_id: str, *, limit: int = 100, offset: int = 0) -> list[ImageRecord]:
+        """The tenant's images, newest first."""
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(ImageRow)
+                .where(ImageRow.tenant_id == tenant_id)
+                .order_by(ImageRow.created.desc(), ImageRow.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return [_image(row) for row in rows]
+
+    def children_of(self, tenant_id: str, image_id: str) -> list[str]:
+        """Ids of the tenant's images made from this one (lineage walked forwards)."""
+        with self._transaction() as session:
+            return list(
+                session.scalars(
+                    select(ImageParentRow.child_id)
+                    .join(ImageRow, ImageRow.id == ImageParentRow.child_id)
+                    .where(ImageParentRow.parent_id == image_id, ImageRow.tenant_id == tenant_id)
+                    .order_by(ImageParentRow.child_id)
+                )
+            )

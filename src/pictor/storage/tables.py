@@ -1,0 +1,94 @@
+"""The metadata schema (SQLAlchemy 2.x ORM). Portable types only, so SQLite and PostgreSQL both work."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out; SQLite drops the zone, so it is restored on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TenantRow(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(String(200))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    tenant: Mapped[TenantRow] = relationship()
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+    __table_args__ = (Index("ix_images_tenant_created", "tenant_id", "created"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    format: Mapped[str] = mapped_column(String(8))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str | None] = mapped_column(String(200))
+    seed: Mapped[int | None] = mapped_column(BigInteger)  # signed 64-bit on every backend
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    user: Mapped[str | None] = mapped_column("end_user", Text)  # `user` is reserved in PostgreSQL
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    parent_links: Mapped[list[ImageParentRow]] = relationship(
+        foreign_keys="ImageParentRow.child_id",
+        order_by="ImageParentRow.position",
+        cascade="all, delete-orphan",
+    )
+
+
+class ImageParentRow(Base):
+    """Lineage as an association table (not a JSON list) so 'what was made from X?' is one indexed query."""
+
+    __tablename__ = "image_parents"
+
+    child_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent_id: Mapped[str] = mapped_column(ForeignKey("images.id"), index=True)
