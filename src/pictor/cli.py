@@ -77,6 +77,72 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace):
+    from pictor.config import Settings
+
+    return Settings.load(getattr(args, "config", None), data_dir=getattr(args, "data_dir", None),
+                         host=getattr(args, "host", None), port=getattr(args, "port", None),
+                         keyless=True if getattr(args, "keyless", False) else None)
+
+
+def _database(settings):
+    from pictor.storage import Database, DataDir
+
+    data = DataDir.resolve(settings.data_dir).create()
+    return Database(settings.database_url or data.database_url), data
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from pictor.api import logs
+    from pictor.api.app import create_app
+    from pictor.api.security import DEMO_TENANT
+    from pictor.storage import TenantNotFound
+
+    settings = _settings(args)
+    database, data = _database(settings)
+    try:
+        database.tenant_by_name(DEMO_TENANT)
+        hint = "keys: `pictor keys create --tenant NAME` prints a new one"
+    except TenantNotFound:
+        key = database.create_key(database.create_tenant(DEMO_TENANT).id, label="demo").plaintext
+        hint = f"demo key (shown once): {key}"
+    database.close()
+    logs.configure(settings.log_json)
+    print(f"Pictor on http://{settings.host}:{settings.port}  data: {data.root}\n{hint}", flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    database, _ = _database(_settings(args))
+    try:
+        if args.action == "create":
+            tenant = database.ensure_tenant(args.tenant)
+            print(database.create_key(tenant.id, label=args.label).plaintext)
+        elif args.action == "list":
+            for key in database.list_keys(database.tenant_by_name(args.tenant).id):
+                state = f"revoked {key.revoked:%Y-%m-%d}" if key.revoked else "active"
+                print(f"{key.id}  {key.hint}  {key.label or ''}  {state}")
+        else:
+            database.revoke_key(args.key_id)
+            print(f"revoked {args.key_id}")
+    finally:
+        database.close()
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pictor.embedded import WEIGHTS_DIR
+    from pictor.engine.loading import pipeline_class_name
+
+    settings = _settings(args)
+    folder = settings.embedded_model or WEIGHTS_DIR
+    print(f"pictor-embedded (default)  {pipeline_class_name(folder)}  {folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pictor", description="Pictor image generation and editing")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +185,32 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--output", help="results path stem, e.g. bench/results/embedded-cpu")
     bench.add_argument("--title", default="Embedded model benchmark")
     bench.set_defaults(func=cmd_bench)
+
+    serve = sub.add_parser("serve", help="run the HTTP API (OpenAI Images API compatible)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir", help="data folder (default: PICTOR_DATA_DIR or the user's data folder)")
+    serve.add_argument("--config", help="TOML settings file")
+    serve.add_argument("--keyless", action="store_true", help="local demo: requests need no key")
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    for action in ("create", "list", "revoke"):
+        p = keys_sub.add_parser(action)
+        p.add_argument("--data-dir")
+        p.add_argument("--config")
+        if action == "revoke":
+            p.add_argument("key_id")
+        else:
+            p.add_argument("--tenant", required=True)
+        if action == "create":
+            p.add_argument("--label")
+    keys.set_defaults(func=cmd_keys)
+
+    models = sub.add_parser("models", help="list the models this installation serves")
+    models.add_argument("--config")
+    models.set_defaults(func=cmd_models)
     return parser
 
 

@@ -55,7 +55,7 @@ class Principal:
 
     tenant_id: str
     tenant_name: str
-    key_id: str
+    key_id: str | None  # None for the keyless local demo
 
 
 @dataclass(frozen=True)

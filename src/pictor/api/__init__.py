@@ -1,0 +1,1 @@
+"""HTTP: the OpenAI-compatible Images API, health, metrics. Knows nothing of how models run."""

@@ -1,0 +1,89 @@
+"""The composition root: builds every component once from Settings and hands them to the routes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from pictor.api.metrics import Metrics
+from pictor.api.security import DEMO_TENANT, LinkSigner, RateLimiter, authenticate
+from pictor.config import Settings
+from pictor.engine.registry import ModelRegistry
+from pictor.service.images import ImageService
+from pictor.storage import Database, DataDir, LocalBlobStore, Principal
+
+log = logging.getLogger(__name__)
+
+
+def link_secret(data_dir: Path) -> bytes:
+    """A per-installation secret for signed links, made on first start and kept private."""
+    path = data_dir / "link-secret"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def default_registry(settings: Settings) -> ModelRegistry:
+    from pictor.embedded import WEIGHTS_DIR
+    from pictor.engine.embedded_backend import EmbeddedBackend
+
+    registry = ModelRegistry()
+    backend = EmbeddedBackend(settings.embedded_model or WEIGHTS_DIR, device=settings.resolved_device())
+    registry.register(backend, default=True, max_batch=settings.max_batch)
+    return registry
+
+
+@dataclass
+class Components:
+    settings: Settings
+    database: Database
+    blobs: LocalBlobStore
+    registry: ModelRegistry
+    service: ImageService
+    signer: LinkSigner
+    limiter: RateLimiter
+    metrics: Metrics = field(default_factory=Metrics)
+    keyless_principal: Principal | None = None
+
+    @classmethod
+    def build(cls, settings: Settings, registry: ModelRegistry | None = None) -> Components:
+        data = DataDir.resolve(settings.data_dir).create()
+        database = Database(settings.database_url or data.database_url)
+        blobs = LocalBlobStore(data.blobs)
+        registry = registry or default_registry(settings)
+        keyless = None
+        if settings.keyless:
+            tenant = database.ensure_tenant(DEMO_TENANT)
+            keyless = Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None)
+        return cls(settings=settings, database=database, blobs=blobs, registry=registry,
+                   service=ImageService(registry, database, blobs),
+                   signer=LinkSigner(link_secret(data.root), settings.url_lifetime_s),
+                   limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless)
+
+    def close(self) -> None:
+        self.registry.close()
+        self.database.close()
+
+
+def components(request: Request) -> Components:
+    return request.app.state.components
+
+
+def principal(request: Request) -> Principal:
+    """The authenticated caller; also where each key's rate limit is applied."""
+    parts = components(request)
+    caller = authenticate(request, parts.database, parts.keyless_principal)
+    parts.limiter.check(caller.key_id or caller.tenant_id)
+    request.state.principal = caller
+    return caller
+
+
+Caller = Annotated[Principal, Depends(principal)]

@@ -1,0 +1,78 @@
+"""Every error leaves as the OpenAI error shape: {"error": {message, type, param, code}}."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pictor.service.errors import ServiceError
+from pictor.storage import NotFound
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_KIND = {"invalid_request": 400, "not_found": 404, "model_not_found": 404, "model_failure": 500}
+
+
+class ApiError(Exception):
+    """An error raised by the HTTP layer itself (auth, limits, request shape)."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.headers = headers
+
+
+def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_response(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
+                   code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, type_, param, code), status_code=status, headers=headers)
+
+
+def _validation_param(error: dict) -> str | None:
+    location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+    return ".".join(location) or None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.message, error.type, error.param, error.code, error.headers)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, error: ServiceError) -> JSONResponse:
+        status = STATUS_BY_KIND.get(error.kind, 400)
+        type_ = "server_error" if status >= 500 else "invalid_request_error"
+        return error_response(status, error.message, type_, error.param, error.code)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, error: NotFound) -> JSONResponse:
+        return error_response(404, str(error) or "Not found.", "invalid_request_error", None, "not_found")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        param = _validation_param(first)
+        if first.get("type") == "extra_forbidden":
+            message, code = f"Unrecognized request argument supplied: {param}", "unknown_parameter"
+        else:
+            message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}." if param else "Invalid request."
+            code = "invalid_value" if param else "invalid_request"
+        return error_response(400, message, "invalid_request_error", param, code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
+        return error_response(error.status_code, str(error.detail), "invalid_request_error", None, code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "The server had an error while processing your request.", "server_error")

@@ -1,0 +1,167 @@
+"""POST /v1/images/{generations,edits,variations}, and the content of stored images."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from pictor.api.dependencies import Caller, Components, components, principal
+from pictor.api.errors import ApiError, error_body
+from pictor.api.schemas import (
+    EditFields,
+    EditJsonRequest,
+    GenerationRequest,
+    VariationFields,
+    _Common,
+    data_url_bytes,
+    images_response,
+)
+from pictor.api.sse import sse_event
+from pictor.core import ImageJob, JobKind
+from pictor.service.encoding import MIME_TYPES
+from pictor.service.errors import ServiceError
+from pictor.service.images import ImagesResult, PartialImage
+from pictor.storage import Principal
+
+router = APIRouter()
+
+FILE_FIELDS = ("image", "image[]", "mask")
+MAX_FORM_FILES = 17
+
+
+def _url_for(request: Request, parts: Components, caller: Principal):
+    base = (parts.settings.public_url or str(request.base_url)).rstrip("/")
+    return lambda image_id: f"{base}/v1/images/{image_id}/content?{parts.signer.query(caller.tenant_id, image_id)}"
+
+
+async def _answer(request: Request, parts: Components, caller: Principal, job: ImageJob, fields: _Common,
+                  event_prefix: str) -> Response:
+    if fields.stream:
+        return StreamingResponse(_stream(parts, caller, job, fields.partial_images, event_prefix),
+                                 media_type="text/event-stream", headers={"cache-control": "no-cache"})
+    result = await parts.service.run(job, caller)
+    _count(parts, job, result)
+    return JSONResponse(images_response(result, fields.response_format, _url_for(request, parts, caller)))
+
+
+def _count(parts: Components, job: ImageJob, result: ImagesResult) -> None:
+    model = parts.registry.resolve(job.model)
+    parts.metrics.images.labels(model, job.kind.value).inc(len(result.images))
+
+
+async def _stream(parts: Components, caller: Principal, job: ImageJob, partial_images: int,
+                  prefix: str) -> AsyncIterator[bytes]:
+    try:
+        async for event in parts.service.stream(job, caller, partial_images):
+            if isinstance(event, PartialImage):
+                yield sse_event({"type": f"{prefix}.partial_image", "b64_json": base64.b64encode(event.data).decode(),
+                                 "partial_image_index": event.partial_index, "created_at": int(time.time()),
+                                 "size": job.size, "quality": job.quality, "background": job.background,
+                                 "output_format": job.output_format})
+                continue
+            _count(parts, job, event)
+            for produced in event.images:
+                yield sse_event({"type": f"{prefix}.completed", "b64_json": base64.b64encode(produced.artifact.data)
+                                 .decode(), "created_at": event.created, "size": event.size, "quality": event.quality,
+                                 "background": event.background, "output_format": event.output_format,
+                                 "usage": event.usage, "id": produced.artifact.id, "seed": produced.seed})
+    except ServiceError as error:
+        yield sse_event({"type": "error", **error_body(error.message, "invalid_request_error", error.param,
+                                                       error.code)})
+
+
+@router.post("/v1/images/generations")
+async def generations(body: GenerationRequest, request: Request, caller: Caller) -> Response:
+    parts = components(request)
+    job = body.job(JobKind.GENERATE, body.prompt, caller.tenant_id)
+    return await _answer(request, parts, caller, job, body, "image_generation")
+
+
+def _validated(model: type[_Common], fields: dict) -> _Common:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        from fastapi.exceptions import RequestValidationError
+
+        raise RequestValidationError(error.errors()) from None
+
+
+async def _form(request: Request) -> tuple[dict[str, str], dict[str, list[bytes]]]:
+    """Multipart fields as strings and files by name; `image` and `image[]` in any order."""
+    try:
+        form = await request.form(max_files=MAX_FORM_FILES, max_fields=64)
+    except Exception as error:  # malformed multipart bodies, too many parts
+        raise ApiError(400, f"Could not read the multipart form: {error}", param=None, code="invalid_form") from None
+    fields: dict[str, str] = {}
+    files: dict[str, list[bytes]] = {}
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            files.setdefault(name, []).append(await value.read())
+        elif name in FILE_FIELDS:
+            raise ApiError(400, f"'{name}' must be a file upload.", param=name, code="invalid_image_file")
+        else:
+            fields[name] = value
+    return fields, files
+
+
+@router.post("/v1/images/edits")
+async def edits(request: Request, caller: Caller) -> Response:
+    parts = components(request)
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            raw = await request.json()
+        except ValueError:
+            raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
+        body = _validated(EditJsonRequest, raw)
+        images = tuple(data_url_bytes(ref, "images") for ref in body.images)
+        mask = data_url_bytes(body.mask, "mask") if body.mask is not None else None
+    else:
+        fields, files = await _form(request)
+        body = _validated(EditFields, fields)
+        images = tuple(files.get("image", []) + files.get("image[]", []))
+        if not images:
+            raise ApiError(400, "An edit needs at least one 'image' file.", param="image", code="missing_image")
+        masks = files.get("mask", [])
+        if len(masks) > 1:
+            raise ApiError(400, "Send at most one mask.", param="mask", code="invalid_mask_format")
+        mask = masks[0] if masks else None
+    job = body.job(JobKind.EDIT, body.prompt, caller.tenant_id, images, mask)
+    return await _answer(request, parts, caller, job, body, "image_edit")
+
+
+@router.post("/v1/images/variations")
+async def variations(request: Request, caller: Caller) -> Response:
+    parts = components(request)
+    fields, files = await _form(request)
+    body = _validated(VariationFields, fields)
+    images = files.get("image", [])
+    if len(images) != 1:
+        raise ApiError(400, "A variation needs exactly one 'image' file.", param="image", code="missing_image")
+    job = body.job(JobKind.VARIATION, "", caller.tenant_id, (images[0],))
+    return await _answer(request, parts, caller, job, body, "image_generation")
+
+
+@router.get("/v1/images/{image_id}/content")
+async def content(image_id: str, request: Request) -> Response:
+    """The stored bytes: with an API key, or through a signed link from a `url` response."""
+    parts = components(request)
+    query = request.query_params
+    if "signature" in query:
+        try:
+            expires = int(query.get("expires", "0"))
+        except ValueError:
+            expires = 0
+        tenant_id = query.get("tenant", "")
+        if not parts.signer.verify(tenant_id, image_id, expires, query["signature"]):
+            raise ApiError(403, "This link is invalid or has expired.", code="invalid_signature")
+        record = parts.database.get_image(tenant_id, image_id)
+        data, fmt = parts.blobs.get(record.content_hash), record.format
+    else:
+        data, fmt = parts.service.image_bytes(principal(request), image_id)
+    return Response(data, media_type=MIME_TYPES[fmt], headers={"cache-control": "private, max-age=3600"})

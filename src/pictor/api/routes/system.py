@@ -1,0 +1,56 @@
+"""Models, health and metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pictor.api.dependencies import Caller, components
+from pictor.api.errors import ApiError
+
+router = APIRouter()
+
+
+def _model_card(name: str, worker, created: int = 0) -> dict:
+    caps = worker.backend.capabilities
+    return {"id": name, "object": "model", "created": created, "owned_by": "pictor",
+            "capabilities": {"tasks": sorted(caps.tasks), "native_resolution": caps.native_resolution,
+                             "max_side": caps.max_side, "default_steps": caps.default_steps,
+                             "previews": caps.previews, "transparent_background": caps.transparent_background},
+            "weights_sha256": worker.backend.weights_hash}
+
+
+@router.get("/v1/models")
+async def list_models(request: Request, _: Caller) -> dict:
+    registry = components(request).registry
+    return {"object": "list", "data": [_model_card(n, w) for n, w in registry.workers.items()]}
+
+
+@router.get("/v1/models/{name}")
+async def get_model(name: str, request: Request, _: Caller) -> dict:
+    registry = components(request).registry
+    if name not in registry.workers:
+        raise ApiError(404, f"The model '{name}' does not exist.", param="model", code="model_not_found")
+    return _model_card(name, registry.workers[name])
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    parts = getattr(request.app.state, "components", None)
+    if parts is None or not parts.registry.workers:
+        return Response('{"status":"starting"}', status_code=503, media_type="application/json")
+    return Response('{"status":"ready"}', media_type="application/json")
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    parts = components(request)
+    for name, worker in parts.registry.workers.items():
+        parts.metrics.queue_depth.labels(name).set(worker.queue_depth)
+        parts.metrics.model_seconds.labels(name).set(worker.model_seconds)
+    return Response(generate_latest(parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,44 @@
+"""One settings object: environment variables `PICTOR_*`, an optional TOML file, then defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PICTOR_", extra="forbid")
+
+    data_dir: Path | None = None  # default: PICTOR_DATA_DIR, then the user's data folder
+    database_url: str | None = None  # default: SQLite in the data folder
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None  # base of `url` responses; default http://host:port
+    keyless: bool = False  # a local demo without keys: every request is the `demo` tenant
+    device: str = "auto"  # auto / cpu / cuda
+    embedded_model: Path | None = None  # default: the weights shipped in the package
+    rate_limit_per_minute: int = 0  # per API key; 0 = unlimited
+    max_request_bytes: int = 100 * 1024 * 1024
+    url_lifetime_s: int = 3600
+    max_batch: int = 8
+    log_json: bool = True
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides) -> Settings:
+        """Settings from a TOML file (PICTOR_CONFIG if none given), environment, then overrides."""
+        path = config_file or os.environ.get("PICTOR_CONFIG")
+        values = tomllib.loads(Path(path).read_text()) if path else {}
+        # The environment outranks the file: drop file values that an environment variable sets.
+        values = {k: v for k, v in values.items() if f"PICTOR_{k.upper()}" not in os.environ}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,118 @@
+"""The embedded model behind the backend protocol.
+
+What the world knows makes two things real here: a variation is the same scene (read back by the
+judge) redrawn from another seed, and a transparent background is the judge's background model
+turned into alpha.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pictor.embedded import WEIGHTS_DIR
+from pictor.embedded.judge import background_colours, detect
+from pictor.embedded.pipeline import PictorEmbeddedPipeline, tensor_to_pil
+from pictor.embedded.world import CELL_NAMES
+from pictor.engine.loading import load_model_folder
+from pictor.engine.protocol import Capabilities, EngineRequest, EngineResult, StepCallback
+
+# How far (RGB distance) from the background a pixel must be to be fully opaque.
+ALPHA_RAMP = (12.0, 48.0)
+
+
+def weights_hash(folder: str | Path) -> str:
+    """sha256 over every weight file, so provenance can name exactly which weights made an image."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*.safetensors")):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def describe_detected(image: Image.Image) -> str:
+    """A prompt for what the judge sees in an image of the world (used for variations)."""
+    detection = detect(np.asarray(image.convert("RGB")))
+    parts = [f"a {o.size} {o.colour} {o.shape} in the {CELL_NAMES[o.cell]}" for o in detection.objects]
+    colours = tuple(dict.fromkeys(background_colours(detection)))  # a "gradient" of one colour is plain
+    background = (f"on a {colours[0]} background" if len(colours) == 1
+                  else f"on a gradient background from {colours[0]} to {colours[1]}")
+    return (" and ".join(parts) + " " + background).strip()
+
+
+def with_transparent_background(image: Image.Image) -> Image.Image:
+    """RGBA: alpha from the distance to the fitted background, colours un-mixed at the edges."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    background = detect(rgb.astype(np.uint8)).background.astype(np.float32)
+    distance = np.linalg.norm(rgb - background, axis=-1)
+    low, high = ALPHA_RAMP
+    alpha = np.clip((distance - low) / (high - low), 0.0, 1.0)
+    safe = np.maximum(alpha, 1e-3)[..., None]
+    colour = np.clip((rgb - (1 - alpha[..., None]) * background) / safe, 0, 255)
+    rgba = np.concatenate([colour, alpha[..., None] * 255], axis=-1)
+    return Image.fromarray(np.rint(rgba).astype(np.uint8), "RGBA")
+
+
+class EmbeddedBackend:
+    def __init__(self, folder: str | Path = WEIGHTS_DIR, device: str = "cpu", name: str = "pictor-embedded"):
+        self.name = name
+        self.folder = Path(folder)
+        self.pipe: PictorEmbeddedPipeline = load_model_folder(folder, device=device)
+        self.weights_hash = weights_hash(folder)
+        self.capabilities = Capabilities(
+            tasks=frozenset({"generate", "edit", "inpaint", "variation"}),
+            native_resolution=self.pipe.native_resolution,
+            max_side=4096,
+            default_steps=12,
+            step_range=(1, 50),
+            previews=True,
+            transparent_background=True,
+        )
+
+    def run(self, requests: list[EngineRequest], on_step: StepCallback | None = None) -> list[EngineResult]:
+        """Requests that share a batch key run as one pipeline call; the rest one group at a time."""
+        results: dict[int, EngineResult] = {}
+        groups: dict[tuple, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(request.batch_key(), []).append(index)
+        for indexes in groups.values():
+            for index, result in zip(indexes, self._run_group([requests[i] for i in indexes], indexes, on_step)):
+                results[index] = result
+        return [results[i] for i in range(len(requests))]
+
+    def _run_group(self, group: list[EngineRequest], indexes: list[int],
+                   on_step: StepCallback | None) -> list[EngineResult]:
+        first = group[0]
+        prompts = [r.prompt for r in group]
+        revised: list[str | None] = [None] * len(group)
+        kwargs: dict = {"seed": [r.seed for r in group],
+                        "num_inference_steps": first.steps or self.capabilities.default_steps}
+        if first.guidance is not None:
+            kwargs["guidance_scale"] = first.guidance
+        if first.task == "generate":
+            kwargs.update(width=first.width, height=first.height)
+        elif first.task == "variation":
+            prompts = revised = [describe_detected(r.images[0]) for r in group]
+            kwargs.update(width=first.width, height=first.height)
+        else:
+            kwargs["image"] = [r.images[0].convert("RGB").resize((r.width, r.height), Image.Resampling.LANCZOS)
+                               if r.images[0].size != (r.width, r.height) and r.mask is None
+                               else r.images[0].convert("RGB") for r in group]
+            if first.task == "inpaint":
+                kwargs["mask"] = [r.mask for r in group]
+        if on_step is not None:
+            def preview(step: int, total: int, estimate: torch.Tensor) -> None:
+                for row, index in enumerate(indexes):
+                    on_step(index, step, total, tensor_to_pil(estimate[row]))
+            kwargs["callback_on_step_end"] = preview
+        out = self.pipe(prompts, **kwargs)
+        results = []
+        for request, image, seed, unknown, text in zip(group, out.images, out.seeds, out.unknown_words, revised):
+            if request.transparent:
+                image = with_transparent_background(image)
+            results.append(EngineResult(image, seed, unknown, text))
+        return results

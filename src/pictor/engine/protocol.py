@@ -1,0 +1,64 @@
+"""The contract every model backend meets, so the service never special-cases a model family."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from PIL import Image
+
+# Tasks a backend may offer. `inpaint` is an edit inside a mask; `variation` remakes an image.
+TASKS = ("generate", "edit", "inpaint", "variation")
+
+# (request index in the batch, step, total steps, preview image) -> None
+StepCallback = Callable[[int, int, int, Image.Image], None]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    tasks: frozenset[str]
+    native_resolution: int  # short side the model works at
+    max_side: int  # largest output side it will return
+    default_steps: int
+    step_range: tuple[int, int]
+    previews: bool  # whether run() reports intermediate images
+    transparent_background: bool  # whether it can return real alpha
+
+
+@dataclass
+class EngineRequest:
+    """One image to make. Masks are white where the image may change."""
+
+    task: str
+    prompt: str
+    width: int
+    height: int
+    seed: int
+    images: list[Image.Image] = field(default_factory=list)
+    mask: Image.Image | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    transparent: bool = False
+
+    def batch_key(self) -> tuple:
+        """Requests with the same key can share one forward pass."""
+        return (self.task, self.width, self.height, self.steps, self.guidance, self.transparent)
+
+
+@dataclass
+class EngineResult:
+    image: Image.Image  # RGB, or RGBA when a transparent background was asked for
+    seed: int
+    unknown_words: list[str] = field(default_factory=list)
+    revised_prompt: str | None = None
+
+
+class Backend(Protocol):
+    name: str
+    capabilities: Capabilities
+    weights_hash: str
+
+    def run(self, requests: list[EngineRequest], on_step: StepCallback | None = None) -> list[EngineResult]:
+        """Make one image per request; deterministic for a seed on a given device."""
+        ...

@@ -1,0 +1,97 @@
+"""One worker per model: a queue in front, one thread that owns the model behind it.
+
+Request handlers only enqueue and await a future, so no lock is ever held while a model runs.
+Requests that arrive within a short window are handed to the backend together (it batches those
+that can share a forward pass).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from PIL import Image
+
+from pictor.engine.protocol import Backend, EngineRequest, EngineResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Item:
+    request: EngineRequest
+    future: Future
+    on_step: object  # Callable[[int, int, Image.Image], None] | None
+
+
+class ModelWorker:
+    def __init__(self, backend: Backend, max_batch: int = 8, batch_wait_s: float = 0.004):
+        self.backend = backend
+        self.max_batch = max_batch
+        self.batch_wait_s = batch_wait_s
+        self._queue: queue.Queue[_Item | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name=f"model-{backend.name}", daemon=True)
+        self.model_seconds = 0.0  # busy time, for metrics
+        self._thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, request: EngineRequest, on_step=None) -> Future:
+        """Enqueue; the future resolves to an EngineResult (or the backend's exception)."""
+        future: Future = Future()
+        self._queue.put(_Item(request, future, on_step))
+        return future
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _take_batch(self, first: _Item) -> tuple[list[_Item], bool]:
+        batch, deadline, stop = [first], time.monotonic() + self.batch_wait_s, False
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                stop = True
+                break
+            batch.append(item)
+        return batch, stop
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, stop = self._take_batch(first)
+            live = [item for item in batch if item.future.set_running_or_notify_cancel()]
+            if live:
+                self._run(live)
+            if stop:
+                return
+
+    def _run(self, items: list[_Item]) -> None:
+        def on_step(index: int, step: int, total: int, preview: Image.Image) -> None:
+            callback = items[index].on_step
+            if callback is not None:
+                callback(step, total, preview)
+
+        started = time.perf_counter()
+        try:
+            results: list[EngineResult] = self.backend.run([i.request for i in items], on_step)
+        except Exception as error:  # a model failure fails these requests, not the worker
+            log.exception("model %s failed on a batch of %d", self.backend.name, len(items))
+            for item in items:
+                item.future.set_exception(error)
+            return
+        finally:
+            self.model_seconds += time.perf_counter() - started
+        for item, result in zip(items, results):
+            item.future.set_result(result)
