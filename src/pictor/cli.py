@@ -60,6 +60,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.steps = args.steps
     if args.device:
         config.device = args.device
+    if args.stop_at:
+        config.stop_at = args.stop_at
     train(config, args.run, export_to=args.export)
     return 0
 
@@ -69,6 +71,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     result = run_benchmark(_load(args.model), per_category=args.per_category, edits=args.edits,
                            inpaints=args.inpaints, max_objects=args.max_objects)
+    if args.steps_sweep:
+        from pictor.embedded.evaluate import steps_sweep
+
+        result["steps_sweep"] = steps_sweep(_load(args.model))
     print(json.dumps({k: result[k] for k in ("scores", "timings_ms", "peak_memory_mb")}, indent=2))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +122,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    from pictor.storage import ApiKeyNotFound, TenantNotFound
+
     database, _ = _database(_settings(args))
     try:
         if args.action == "create":
@@ -128,6 +136,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
         else:
             database.revoke_key(args.key_id)
             print(f"revoked {args.key_id}")
+    except TenantNotFound:
+        print(f"pictor: no tenant named {args.tenant!r}", file=sys.stderr)
+        return 1
+    except ApiKeyNotFound:
+        print(f"pictor: no API key with id {args.key_id!r} (see `pictor keys list --tenant NAME`)", file=sys.stderr)
+        return 1
     finally:
         database.close()
     return 0
@@ -174,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--export", help="write the trained pipeline folder here")
     train.add_argument("--steps", type=int, help="override the config's step count")
     train.add_argument("--device", help="cpu / cuda (default: the config's)")
+    train.add_argument("--stop-at", type=int, help="end at this step without changing the schedule")
     train.set_defaults(func=cmd_train)
 
     bench = sub.add_parser("bench-embedded", help="score the embedded model with the world's judge")
@@ -184,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-objects", type=int, default=2, help="objects per edit/inpaint scene")
     bench.add_argument("--output", help="results path stem, e.g. bench/results/embedded-cpu")
     bench.add_argument("--title", default="Embedded model benchmark")
+    bench.add_argument("--steps-sweep", action="store_true", help="also score 2, 4, 8, 12 and 20 sampling steps")
     bench.set_defaults(func=cmd_bench)
 
     serve = sub.add_parser("serve", help="run the HTTP API (OpenAI Images API compatible)")

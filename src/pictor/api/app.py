@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pictor.api import logs
 from pictor.api.dependencies import Components
@@ -17,6 +19,57 @@ from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
 
 log = logging.getLogger("pictor.http")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # a caller's own id is kept when it looks like one
+
+
+class BodyLimit:
+    """413 for a request body over `max_bytes`, announced by Content-Length or sent in chunks without one.
+
+    A body without a Content-Length is read here (up to the limit) before the route sees it, so that no
+    handler ever starts on a body that is too large; with a Content-Length the server enforces the length.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if b"chunked" not in headers.get(b"transfer-encoding", b"").lower():
+            await self.app(scope, receive, send)
+            return
+        messages, total = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            total += len(message.get("body", b""))
+            if total > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, f"The request is larger than {self.max_bytes} bytes.",
+                                  code="request_too_large", headers={"connection": "close"})
+        await response(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
@@ -34,19 +87,22 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     install_error_handlers(app)
     app.include_router(images.router)
     app.include_router(system.router)
+    # Inside `observe` (middleware added later wraps what was added before), so a 413 is counted and logged.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
 
     @app.middleware("http")
     async def observe(request: Request, call_next) -> Response:
-        rid = request.headers.get("x-request-id") or secrets.token_hex(8)
+        given = request.headers.get("x-request-id", "")
+        rid = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
         token = logs.request_id.set(rid)
         started = time.perf_counter()
         try:
-            length = request.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
-                response = error_response(413, f"The request is larger than {settings.max_request_bytes} bytes.",
-                                          code="request_too_large")
-            else:
+            try:
                 response = await call_next(request)
+            except Exception:  # answered here, not by Starlette's outer handler, so it is counted and tagged too
+                log.exception("unhandled error")
+                response = error_response(500, "The server had an error while processing your request.",
+                                          "server_error")
             route = getattr(request.scope.get("route"), "path", "unmatched")
             elapsed = time.perf_counter() - started
             parts = getattr(request.app.state, "components", None)

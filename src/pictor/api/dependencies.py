@@ -36,7 +36,8 @@ def default_registry(settings: Settings) -> ModelRegistry:
     from pictor.engine.embedded_backend import EmbeddedBackend
 
     registry = ModelRegistry()
-    backend = EmbeddedBackend(settings.embedded_model or WEIGHTS_DIR, device=settings.resolved_device())
+    backend = EmbeddedBackend(settings.embedded_model or WEIGHTS_DIR, device=settings.resolved_device(),
+                              batch_invariant=settings.batch_invariant)
     registry.register(backend, default=True, max_batch=settings.max_batch)
     return registry
 

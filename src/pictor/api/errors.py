@@ -54,14 +54,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, error: NotFound) -> JSONResponse:
-        return error_response(404, str(error) or "Not found.", "invalid_request_error", None, "not_found")
+        message = f"No such object: '{error}'." if str(error) else "Not found."
+        return error_response(404, message, "invalid_request_error", None, "not_found")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {}
         param = _validation_param(first)
-        if first.get("type") == "extra_forbidden":
+        kind = first.get("type")
+        if kind == "json_invalid":
+            return error_response(400, "The request body is not valid JSON.", "invalid_request_error", None,
+                                  "invalid_json")
+        if kind == "extra_forbidden":
             message, code = f"Unrecognized request argument supplied: {param}", "unknown_parameter"
+        elif kind == "missing" and param:
+            message, code = f"Missing required parameter: '{param}'.", "missing_required_parameter"
         else:
             message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}." if param else "Invalid request."
             code = "invalid_value" if param else "invalid_request"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from typing import Literal
 
@@ -20,6 +21,7 @@ from pictor.service.images import ImagesResult
 
 QualityIn = Literal["auto", "low", "medium", "high", "standard", "hd"]
 LEGACY_QUALITY = {"standard": "medium", "hd": "high"}
+_SIZE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
 
 
 class _Common(BaseModel):
@@ -40,6 +42,9 @@ class _Common(BaseModel):
     seed: int | None = Field(None, ge=0, lt=2**63 - 16)
 
     def checked(self) -> None:
+        if self.size != "auto" and not _SIZE.match(self.size):
+            raise InvalidRequest(f"Invalid size '{self.size}': use 'auto' or WIDTHxHEIGHT, e.g. 1024x1024.", "size",
+                                 "invalid_size")
         if self.output_compression is not None and self.output_format == "png":
             raise InvalidRequest("output_compression applies to jpeg and webp only.", "output_compression",
                                  "invalid_value")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import threading
 import time
 
@@ -69,7 +70,7 @@ class LinkSigner:
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
 
     def query(self, tenant_id: str, image_id: str) -> str:
-        expires = int(time.time()) + self.lifetime_s
+        expires = math.ceil(time.time()) + self.lifetime_s  # rounded up: a link lives at least lifetime_s
         return f"tenant={tenant_id}&expires={expires}&signature={self._signature(tenant_id, image_id, expires)}"
 
     def verify(self, tenant_id: str, image_id: str, expires: int, signature: str) -> bool:

@@ -24,7 +24,7 @@ class DataConfig:
     resolution: int = 64
     max_objects: int = 2
     gradient_probability: float = 0.3
-    task_weights: tuple[float, float, float] = (0.5, 0.3, 0.2)  # generate, edit, inpaint
+    task_weights: tuple[float, float, float] = (0.6, 0.25, 0.15)  # generate, edit, inpaint
     drop_text: float = 0.1  # for classifier-free guidance
     drop_image: float = 0.05  # edits without their source: the image-guidance baseline
     hold_out: bool = True

@@ -426,6 +426,22 @@ def run_benchmark(pipe, per_category: int = 50, edits: int = 120, inpaints: int 
     }
 
 
+def steps_sweep(pipe, steps: tuple[int, ...] = (2, 4, 8, 12, 20), per_category: int = 20,
+                timing_repeats: int = 10) -> dict[int, dict[str, float]]:
+    """Adherence and latency against the number of sampling steps (few-step sampling, measured)."""
+    cases = [c for c in generation_cases(seed=99, per_category=per_category)
+             if c.category in ("single_object_attributes", "colour_binding", "position", "counting")]
+    sweep = {}
+    for n in steps:
+        generate, _, _ = pipeline_callables(pipe, steps=n)
+        result = run_generation(generate, cases)
+        sweep[n] = {**{k: result.scores[k] for k in ("single_object_attributes", "colour_binding", "position",
+                                                     "counting")},
+                    "generate_p50_ms": time_call(lambda g=generate: g(["a red heart on the left"], [5]),
+                                                 timing_repeats)}
+    return sweep
+
+
 def results_markdown(result: dict, title: str) -> str:
     lines = [f"# {title}", "", f"Machine: {result['machine']}", "",
              f"Settings: {result['settings']}", "", "| metric | value | cases |", "|---|---|---|"]
@@ -434,6 +450,13 @@ def results_markdown(result: dict, title: str) -> str:
     for name, value in result["timings_ms"].items():
         lines.append(f"| {name} | {value:.1f} ms | |")
     lines.append(f"| peak_memory | {result['peak_memory_mb']:.0f} MB | |")
+    if result.get("steps_sweep"):
+        lines += ["", "Sampling steps against adherence and latency:", "",
+                  "| steps | single object attributes | colour binding | position | counting | generate p50 |",
+                  "|---|---|---|---|---|---|"]
+        for n, row in result["steps_sweep"].items():
+            lines.append(f"| {n} | {row['single_object_attributes']:.3f} | {row['colour_binding']:.3f} | "
+                         f"{row['position']:.3f} | {row['counting']:.3f} | {row['generate_p50_ms']:.0f} ms |")
     lines += ["", "Some failures, as the judge saw them:", ""]
     lines += [f"- {f}" for f in result["failures"]]
     return "\n".join(lines) + "\n"

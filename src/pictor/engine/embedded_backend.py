@@ -58,8 +58,14 @@ def with_transparent_background(image: Image.Image) -> Image.Image:
 
 
 class EmbeddedBackend:
-    def __init__(self, folder: str | Path = WEIGHTS_DIR, device: str = "cpu", name: str = "pictor-embedded"):
+    def __init__(self, folder: str | Path = WEIGHTS_DIR, device: str = "cpu", name: str = "pictor-embedded",
+                 batch_invariant: bool = True):
         self.name = name
+        # Matrix kernels pick their blocking by batch shape, so an image made in a batch differs (by a level
+        # here and there) from the same seed made alone. With batch_invariant, each image gets its own
+        # pipeline call: a seed reproduces its image byte for byte whatever else the server was doing, at
+        # the cost of the throughput that batching gives under load.
+        self.batch_invariant = batch_invariant
         self.folder = Path(folder)
         self.pipe: PictorEmbeddedPipeline = load_model_folder(folder, device=device)
         self.weights_hash = weights_hash(folder)
@@ -74,11 +80,12 @@ class EmbeddedBackend:
         )
 
     def run(self, requests: list[EngineRequest], on_step: StepCallback | None = None) -> list[EngineResult]:
-        """Requests that share a batch key run as one pipeline call; the rest one group at a time."""
+        """Requests that share a batch key run as one pipeline call (one call each when batch_invariant)."""
         results: dict[int, EngineResult] = {}
         groups: dict[tuple, list[int]] = {}
         for index, request in enumerate(requests):
-            groups.setdefault(request.batch_key(), []).append(index)
+            key = (index,) if self.batch_invariant else request.batch_key()
+            groups.setdefault(key, []).append(index)
         for indexes in groups.values():
             for index, result in zip(indexes, self._run_group([requests[i] for i in indexes], indexes, on_step)):
                 results[index] = result

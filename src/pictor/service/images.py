@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
 from pictor.core import Artifact, ImageJob, JobKind, new_image_id
@@ -55,10 +56,40 @@ class ImagesResult:
 
 
 @dataclass
+class Plan:
+    """A checked job with its inputs decoded and its parameters resolved: ready for the model."""
+
+    job: ImageJob
+    model: str
+    task: str  # generate / edit / inpaint / variation
+    width: int
+    height: int
+    sources: list[Image.Image]
+    mask: Image.Image | None  # L, white where the image may change
+    steps: int
+    background: str  # resolved: transparent / opaque
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def quality(self) -> str:
+        return RESOLVED_QUALITY.get(self.job.quality, self.job.quality)
+
+
+@dataclass
 class PartialImage:
     image_index: int
     partial_index: int
     data: bytes
+
+
+def _check_bounds(width: int, height: int, what: str, param: str, code: str) -> None:
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        raise InvalidRequest(f"{what}: each side must be within {MIN_SIDE}..{MAX_SIDE}.", param, code)
+    if max(width, height) / min(width, height) > MAX_RATIO:
+        raise InvalidRequest(f"{what}: the long side may be at most 3 times the short side.", param, code)
 
 
 def resolve_size(size: str) -> tuple[int, int]:
@@ -68,14 +99,9 @@ def resolve_size(size: str) -> tuple[int, int]:
     if not match:
         raise InvalidRequest(f"Invalid size '{size}': use 'auto' or WIDTHxHEIGHT.", "size", "invalid_size")
     width, height = int(match[1]), int(match[2])
-    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-        raise InvalidRequest(f"Invalid size '{size}': each side must be within {MIN_SIDE}..{MAX_SIDE}.", "size",
-                             "invalid_size")
+    _check_bounds(width, height, f"Invalid size '{size}'", "size", "invalid_size")
     if width % 16 or height % 16:
         raise InvalidRequest(f"Invalid size '{size}': each side must be a multiple of 16.", "size", "invalid_size")
-    if max(width, height) / min(width, height) > MAX_RATIO:
-        raise InvalidRequest(f"Invalid size '{size}': the long side may be at most 3 times the short side.",
-                             "size", "invalid_size")
     return width, height
 
 
@@ -96,19 +122,28 @@ class ImageService:
 
     # ---- the three use cases -------------------------------------------------------------------
 
-    async def run(self, job: ImageJob, principal: Principal,
-                  on_partial: Callable[[PartialImage], None] | None = None, partial_images: int = 0) -> ImagesResult:
-        """Make, store and describe the job's images; previews go to `on_partial` if asked for."""
+    async def prepare(self, job: ImageJob) -> Plan:
+        """Check and decode everything a job needs, before any work: every refusal happens here."""
         model = self._model(job)
-        width, height, sources, mask = self._inputs(job)
-        steps = STEPS_BY_QUALITY[job.quality]
-        base_seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
+        width, height, sources, mask = await asyncio.to_thread(self._inputs, job)
         task = {JobKind.GENERATE: "generate", JobKind.VARIATION: "variation"}.get(
             job.kind, "inpaint" if mask is not None else "edit")
-        worker = self.registry.worker(model)
-        if task not in worker.backend.capabilities.tasks:
+        if task not in self.registry.worker(model).backend.capabilities.tasks:
             raise InvalidRequest(f"The model '{model}' cannot do {task}.", "model", "unsupported_task")
-        requests = [EngineRequest(task=task, prompt=job.prompt, width=width, height=height, seed=base_seed + i,
+        keeps_alpha = mask is not None and has_alpha(sources[0])
+        transparent = job.output_format != "jpeg" and (job.background == "transparent" or keeps_alpha)
+        return Plan(job, model, task, width, height, sources, mask, STEPS_BY_QUALITY[job.quality],
+                    "transparent" if transparent else "opaque")
+
+    async def run(self, job: ImageJob | Plan, principal: Principal,
+                  on_partial: Callable[[PartialImage], None] | None = None, partial_images: int = 0) -> ImagesResult:
+        """Make, store and describe the job's images; previews go to `on_partial` if asked for."""
+        plan = job if isinstance(job, Plan) else await self.prepare(job)
+        job, width, height, sources, mask, steps = (plan.job, plan.width, plan.height, plan.sources, plan.mask,
+                                                    plan.steps)
+        base_seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
+        worker = self.registry.worker(plan.model)
+        requests = [EngineRequest(task=plan.task, prompt=job.prompt, width=width, height=height, seed=base_seed + i,
                                   images=sources, mask=mask, steps=steps,
                                   transparent=job.background == "transparent") for i in range(job.n)]
         loop = asyncio.get_running_loop()
@@ -124,19 +159,18 @@ class ImageService:
             for future in futures:
                 future.cancel()
             raise ModelFailure(f"The model failed: {error}", None, "model_error") from error
-        parents = await asyncio.to_thread(self._store_inputs, job, principal, sources)
-        produced = await asyncio.to_thread(self._store_outputs, job, principal, model, results, parents)
+        produced = await asyncio.to_thread(self._store, plan, principal, results)
         return ImagesResult(
             created=int(time.time()),
             images=produced,
             size=f"{width}x{height}",
-            quality=RESOLVED_QUALITY.get(job.quality, job.quality),
-            background="transparent" if job.background == "transparent" else "opaque",
+            quality=plan.quality,
+            background=plan.background,
             output_format=job.output_format,
             usage=self._usage(job, sources, width, height),
         )
 
-    async def stream(self, job: ImageJob, principal: Principal, partial_images: int) -> AsyncIterator:
+    async def stream(self, job: ImageJob | Plan, principal: Principal, partial_images: int) -> AsyncIterator:
         """Yield PartialImage events as previews arrive, then the ImagesResult."""
         events: asyncio.Queue = asyncio.Queue()
         task = asyncio.create_task(self.run(job, principal, on_partial=events.put_nowait,
@@ -163,15 +197,15 @@ class ImageService:
                                  "prompt", "string_above_max_length")
         if len(job.images) > MAX_INPUT_IMAGES:
             raise InvalidRequest(f"At most {MAX_INPUT_IMAGES} images per edit.", "image", "too_many_images")
+        width, height = resolve_size(job.size)
         sources = [open_image(data, "image") for data in job.images]
         mask = editable_area(job.mask, sources[0].size) if job.mask is not None else None
-        if job.size == "auto" and sources:
+        if sources and (job.size == "auto" or mask is not None):
+            # Made at the (first) input's own size: for 'auto', and always under a hard mask, which keeps the
+            # input's own pixels. The same bounds as an explicit size hold (they bound the model's work too).
             width, height = sources[0].size
-        else:
-            width, height = resolve_size(job.size)
-        if mask is not None and (width, height) != sources[0].size:
-            # The hard mask keeps the input's own pixels, so the edit is made at the input's size.
-            width, height = sources[0].size
+            _check_bounds(width, height, f"The image is {width}x{height}, and the result is made at its size", "image",
+                          "invalid_image_dimensions")
         return width, height, sources, mask
 
     def _preview_sink(self, loop: asyncio.AbstractEventLoop, index: int, steps: int, partial_images: int,
@@ -187,30 +221,35 @@ class ImageService:
 
         return on_step
 
-    def _store_inputs(self, job: ImageJob, principal: Principal, sources: list[Image.Image]) -> tuple[str, ...]:
-        """Uploaded inputs become image records too, so an edit's lineage names its parents."""
-        parents = []
-        for data, image in zip(job.images, sources):
-            artifact = Artifact(id=new_image_id(), data=data, format=_format_of(image), width=image.width,
-                                height=image.height, tenant_id=principal.tenant_id)
-            self.blobs.put(artifact.data)
-            self.database.record_image(artifact, params={"kind": "upload"}, key_id=principal.key_id, user=job.user)
-            parents.append(artifact.id)
-        return tuple(parents)
+    def _store(self, plan: Plan, principal: Principal, results: list[EngineResult]) -> list[ProducedImage]:
+        """Encode the outputs, then store every blob, then every record in one transaction: all or nothing.
 
-    def _store_outputs(self, job: ImageJob, principal: Principal, model: str, results: list[EngineResult],
-                       parents: tuple[str, ...]) -> list[ProducedImage]:
-        produced = []
+        Uploaded inputs become image records too, so an edit's lineage names its parents. A failure
+        part-way leaves at most unreferenced blobs (content-addressed, so harmless), never a record.
+        """
+        job, model, sources = plan.job, plan.model, plan.sources
+        if plan.mask is not None:
+            # The hard mask, whatever the backend did: outside the editable area the input's own pixels
+            # (alpha included), also after a transparent background was made.
+            for result in results:
+                result.image = keep_outside_mask(result.image, sources[0], plan.mask)
+        uploads = [Artifact(id=new_image_id(), data=data, format=_format_of(image), width=image.width,
+                            height=image.height, tenant_id=principal.tenant_id)
+                   for data, image in zip(job.images, sources)]
+        parents = tuple(upload.id for upload in uploads)
         params = job.parameters()
+        produced = []
         for result in results:
             data = encode(result.image, job.output_format, job.output_compression)
             artifact = Artifact(id=new_image_id(), data=data, format=job.output_format, width=result.image.width,
                                 height=result.image.height, model=model, seed=result.seed, parents=parents,
                                 tenant_id=principal.tenant_id)
-            self.blobs.put(data)
-            self.database.record_image(artifact, params={**params, "seed": result.seed}, key_id=principal.key_id,
-                                       user=job.user)
             produced.append(ProducedImage(artifact, result.seed, result.revised_prompt, result.unknown_words))
+        records = [(upload, {"kind": "upload"}) for upload in uploads]
+        records += [(item.artifact, {**params, "seed": item.seed}) for item in produced]
+        for artifact, _ in records:
+            self.blobs.put(artifact.data)
+        self.database.record_images(records, key_id=principal.key_id, user=job.user)
         return produced
 
     def _usage(self, job: ImageJob, sources: list[Image.Image], width: int, height: int) -> dict:
@@ -227,6 +266,24 @@ class ImageService:
         """The stored bytes and format of one of the tenant's images (NotFound for anyone else's)."""
         record = self.database.get_image(principal.tenant_id, image_id)
         return self.blobs.get(record.content_hash), record.format
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return "A" in image.getbands() or "transparency" in image.info
+
+
+def keep_outside_mask(made: Image.Image, source: Image.Image, editable: Image.Image) -> Image.Image:
+    """`made` inside the editable area (white in `editable`), `source` byte for byte everywhere else.
+
+    The result has an alpha channel when either image has one, so an input's transparency survives
+    an edit and a transparent background stays transparent inside the edited area only.
+    """
+    mode = "RGBA" if made.mode == "RGBA" or has_alpha(source) else "RGB"
+    if made.size != source.size:
+        made = made.resize(source.size, Image.Resampling.LANCZOS)
+    inside = np.asarray(editable.convert("L")) > 0
+    out = np.where(inside[..., None], np.asarray(made.convert(mode)), np.asarray(source.convert(mode)))
+    return Image.fromarray(out.astype(np.uint8), mode)
 
 
 def _format_of(image: Image.Image) -> str:

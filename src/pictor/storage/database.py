@@ -7,7 +7,7 @@ and another tenant's image is reported exactly like a missing one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -228,34 +228,51 @@ class Database:
         Every parent must be an image of the same tenant; otherwise ImageNotFound is raised and
         nothing is written.
         """
+        return self.record_images([(artifact, params)], key_id=key_id, user=user)[0]
+
+    def record_images(
+        self,
+        records: Sequence[tuple[Artifact, dict[str, Any] | None]],
+        *,
+        key_id: str | None = None,
+        user: str | None = None,
+    ) -> list[ImageRecord]:
+        """Several (artifact, params) records in one transaction: all are written or none.
+
+        A parent may be an earlier artifact of the same call (an edit's uploads, then its outputs).
+        """
+        with self._transaction() as session:
+            return [self._add_image(session, artifact, params, key_id, user) for artifact, params in records]
+
+    @staticmethod
+    def _add_image(session: Session, artifact: Artifact, params: dict[str, Any] | None, key_id: str | None,
+                   user: str | None) -> ImageRecord:
         if artifact.tenant_id is None:
             raise ValueError("an artifact must belong to a tenant to be recorded")
-        with self._transaction() as session:
-            for parent_id in artifact.parents:
-                parent = session.get(ImageRow, parent_id)
-                if parent is None or parent.tenant_id != artifact.tenant_id:
-                    raise ImageNotFound(parent_id)
-            row = ImageRow(
-                id=artifact.id,
-                tenant_id=artifact.tenant_id,
-                content_hash=artifact.content_hash,
-                format=artifact.format,
-                width=artifact.width,
-                height=artifact.height,
-                model=artifact.model,
-                seed=artifact.seed,
-                params=dict(params or {}),
-                key_id=key_id,
-                user=user,
-                created=artifact.created,
-                parent_links=[
-                    ImageParentRow(position=index, parent_id=parent_id)
-                    for index, parent_id in enumerate(artifact.parents)
-                ],
-            )
-            session.add(row)
-            session.flush()
-            return _image(row)
+        for parent_id in artifact.parents:
+            parent = session.get(ImageRow, parent_id)
+            if parent is None or parent.tenant_id != artifact.tenant_id:
+                raise ImageNotFound(parent_id)
+        row = ImageRow(
+            id=artifact.id,
+            tenant_id=artifact.tenant_id,
+            content_hash=artifact.content_hash,
+            format=artifact.format,
+            width=artifact.width,
+            height=artifact.height,
+            model=artifact.model,
+            seed=artifact.seed,
+            params=dict(params or {}),
+            key_id=key_id,
+            user=user,
+            created=artifact.created,
+            parent_links=[
+                ImageParentRow(position=index, parent_id=parent_id) for index, parent_id in enumerate(artifact.parents)
+            ],
+        )
+        session.add(row)
+        session.flush()
+        return _image(row)
 
     def get_image(self, tenant_id: str, image_id: str) -> ImageRecord:
         """The tenant's image; another tenant's id raises ImageNotFound just like an unknown one."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -26,9 +27,10 @@ from pictor.api.sse import sse_event
 from pictor.core import ImageJob, JobKind
 from pictor.service.encoding import MIME_TYPES
 from pictor.service.errors import ServiceError
-from pictor.service.images import ImagesResult, PartialImage
+from pictor.service.images import ImagesResult, PartialImage, Plan
 from pictor.storage import Principal
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 FILE_FIELDS = ("image", "image[]", "mask")
@@ -42,38 +44,43 @@ def _url_for(request: Request, parts: Components, caller: Principal):
 
 async def _answer(request: Request, parts: Components, caller: Principal, job: ImageJob, fields: _Common,
                   event_prefix: str) -> Response:
+    # Every check runs before the answer starts, so a refused stream is a plain HTTP error too.
+    plan = await parts.service.prepare(job)
     if fields.stream:
-        return StreamingResponse(_stream(parts, caller, job, fields.partial_images, event_prefix),
+        return StreamingResponse(_stream(parts, caller, plan, fields.partial_images, event_prefix),
                                  media_type="text/event-stream", headers={"cache-control": "no-cache"})
-    result = await parts.service.run(job, caller)
-    _count(parts, job, result)
+    result = await parts.service.run(plan, caller)
+    _count(parts, plan, result)
     return JSONResponse(images_response(result, fields.response_format, _url_for(request, parts, caller)))
 
 
-def _count(parts: Components, job: ImageJob, result: ImagesResult) -> None:
-    model = parts.registry.resolve(job.model)
-    parts.metrics.images.labels(model, job.kind.value).inc(len(result.images))
+def _count(parts: Components, plan: Plan, result: ImagesResult) -> None:
+    parts.metrics.images.labels(plan.model, plan.job.kind.value).inc(len(result.images))
 
 
-async def _stream(parts: Components, caller: Principal, job: ImageJob, partial_images: int,
+async def _stream(parts: Components, caller: Principal, plan: Plan, partial_images: int,
                   prefix: str) -> AsyncIterator[bytes]:
     try:
-        async for event in parts.service.stream(job, caller, partial_images):
+        async for event in parts.service.stream(plan, caller, partial_images):
             if isinstance(event, PartialImage):
                 yield sse_event({"type": f"{prefix}.partial_image", "b64_json": base64.b64encode(event.data).decode(),
                                  "partial_image_index": event.partial_index, "created_at": int(time.time()),
-                                 "size": job.size, "quality": job.quality, "background": job.background,
-                                 "output_format": job.output_format})
+                                 "size": plan.size, "quality": plan.quality, "background": plan.background,
+                                 "output_format": plan.job.output_format})
                 continue
-            _count(parts, job, event)
+            _count(parts, plan, event)
             for produced in event.images:
                 yield sse_event({"type": f"{prefix}.completed", "b64_json": base64.b64encode(produced.artifact.data)
                                  .decode(), "created_at": event.created, "size": event.size, "quality": event.quality,
                                  "background": event.background, "output_format": event.output_format,
                                  "usage": event.usage, "id": produced.artifact.id, "seed": produced.seed})
     except ServiceError as error:
-        yield sse_event({"type": "error", **error_body(error.message, "invalid_request_error", error.param,
-                                                       error.code)})
+        type_ = "server_error" if error.kind == "model_failure" else "invalid_request_error"
+        yield sse_event({"type": "error", **error_body(error.message, type_, error.param, error.code)})
+    except Exception:  # the status line has gone out: report in the stream, as upstream does
+        log.exception("stream failed")
+        yield sse_event({"type": "error", **error_body("The server had an error while processing your request.",
+                                                       "server_error")})
 
 
 @router.post("/v1/images/generations")
