@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -102,3 +104,13 @@ def test_logs_are_json_lines_with_the_request_id(server, http):
     http.get("/healthz", headers={"x-request-id": "log-check-42"})
     lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
     assert any(line.get("request_id") == "log-check-42" and line.get("route") == "/healthz" for line in lines)
+
+
+def test_server_timing_reports_model_time_apart_from_the_whole(http):
+    started = time.perf_counter()
+    response = http.post("/v1/images/generations", json={"prompt": "a red circle", "size": "64x64", "quality": "low"})
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    assert response.status_code == 200
+    name, _, duration = response.headers["server-timing"].partition(";dur=")
+    assert name == "model"
+    assert 0 < float(duration) < elapsed_ms

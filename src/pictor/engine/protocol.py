@@ -52,6 +52,7 @@ class EngineResult:
     seed: int
     unknown_words: list[str] = field(default_factory=list)
     revised_prompt: str | None = None
+    model_seconds: float = 0.0  # wall time of the model call that made it (set by the worker)
 
 
 class Backend(Protocol):

@@ -92,6 +92,8 @@ class ModelWorker:
                 item.future.set_exception(error)
             return
         finally:
-            self.model_seconds += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.model_seconds += elapsed
         for item, result in zip(items, results):
+            result.model_seconds = elapsed
             item.future.set_result(result)

@@ -53,6 +53,7 @@ class ImagesResult:
     background: str
     output_format: str
     usage: dict = field(default_factory=dict)
+    model_seconds: float = 0.0  # the longest model call behind this result (for Server-Timing)
 
 
 @dataclass
@@ -168,6 +169,7 @@ class ImageService:
             background=plan.background,
             output_format=job.output_format,
             usage=self._usage(job, sources, width, height),
+            model_seconds=max(r.model_seconds for r in results),
         )
 
     async def stream(self, job: ImageJob | Plan, principal: Principal, partial_images: int) -> AsyncIterator:

@@ -51,7 +51,9 @@ async def _answer(request: Request, parts: Components, caller: Principal, job: I
                                  media_type="text/event-stream", headers={"cache-control": "no-cache"})
     result = await parts.service.run(plan, caller)
     _count(parts, plan, result)
-    return JSONResponse(images_response(result, fields.response_format, _url_for(request, parts, caller)))
+    # Server-Timing lets clients (and bench/server_overhead.py) tell model time from server overhead.
+    return JSONResponse(images_response(result, fields.response_format, _url_for(request, parts, caller)),
+                        headers={"server-timing": f"model;dur={result.model_seconds * 1000:.1f}"})
 
 
 def _count(parts: Components, plan: Plan, result: ImagesResult) -> None:
