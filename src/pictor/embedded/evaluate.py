@@ -265,7 +265,9 @@ def run_generation(generate: Generate, cases: list[Case], batch: int = 16) -> Be
         result.scores[category] = sum(values) / len(values)
         result.counts[category] = len(values)
     geneval = ("single_object", "two_objects", "counting", "colours", "position", "colour_binding")
-    result.scores["geneval_overall"] = statistics.mean(result.scores[c] for c in geneval if c in result.scores)
+    present = [result.scores[c] for c in geneval if c in result.scores]
+    if present:
+        result.scores["geneval_overall"] = statistics.mean(present)
     return result
 
 
