@@ -14,7 +14,14 @@ import torch
 
 from pictor.embedded.grammar import ObjectSpec, describe, instruct, object_phrase
 from pictor.embedded.render import object_box, render
-from pictor.embedded.world import Scene, WorldConfig, apply_edit, sample_edit, sample_scene
+from pictor.embedded.world import (
+    HELD_OUT_COMBINATIONS,
+    Scene,
+    WorldConfig,
+    apply_edit,
+    sample_edit,
+    sample_scene,
+)
 
 TASK_IDS = {"generate": 0, "edit": 1, "inpaint": 2}
 
@@ -44,8 +51,6 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def world_config(config: DataConfig) -> WorldConfig:
-    from pictor.embedded.world import HELD_OUT_COMBINATIONS
-
     return WorldConfig(max_objects=config.max_objects, gradient_probability=config.gradient_probability,
                        held_out=HELD_OUT_COMBINATIONS if config.hold_out else frozenset())
 

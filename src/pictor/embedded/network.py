@@ -150,7 +150,6 @@ class EmbeddedUNet(ModelMixin, ConfigMixin):
             self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1)
                                    if level < len(channels) - 1 else nn.Identity())
             cin = ch
-        deepest = len(channels) - 1
         self.mid_res1 = ResBlock(cin, cin, emb)
         self.mid_attn = AttentionBlock(cin, context_dim, heads, True)
         self.mid_res2 = ResBlock(cin, cin, emb)
@@ -161,7 +160,6 @@ class EmbeddedUNet(ModelMixin, ConfigMixin):
             self.up_attn.append(attention(level, ch))
             self.upsample.append(nn.Conv2d(ch, channels[level - 1], 3, padding=1) if level > 0 else nn.Identity())
             cin = channels[level - 1] if level > 0 else ch
-        del deepest
         self.out_norm = _norm(channels[0])
         self.out = nn.Conv2d(channels[0], image_ch, 3, padding=1)
         nn.init.zeros_(self.out.weight)

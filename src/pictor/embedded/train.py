@@ -58,12 +58,18 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     @classmethod
+    def from_dict(cls, raw: dict) -> TrainConfig:
+        """From the shape of a TOML config or a run's config.json (lists become tuples)."""
+        raw = dict(raw)
+
+        def section(name: str) -> dict:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop(name, {}).items()}
+
+        return cls(model=ModelConfig(**section("model")), data=DataConfig(**section("data")), **raw)
+
+    @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
-        raw = tomllib.loads(Path(path).read_text())
-        model = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                               for k, v in raw.pop("model", {}).items()})
-        data = DataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop("data", {}).items()})
-        return cls(model=model, data=data, **raw)
+        return cls.from_dict(tomllib.loads(Path(path).read_text()))
 
 
 def build_models(config: TrainConfig, tokenizer: WorldTokenizer) -> tuple[EmbeddedUNet, EmbeddedTextEncoder]:
@@ -124,10 +130,7 @@ def export_pipeline(unet: EmbeddedUNet, text_encoder: EmbeddedTextEncoder, token
 
 
 def config_from_run(run_dir: str | Path) -> TrainConfig:
-    raw = json.loads((Path(run_dir) / "config.json").read_text())
-    model = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop("model").items()})
-    data = DataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop("data").items()})
-    return TrainConfig(model=model, data=data, **raw)
+    return TrainConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
 
 
 def export_checkpoint(run_dir: str | Path, export_to: str | Path) -> PictorEmbeddedPipeline:
