@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from pictor.embedded.grammar import ObjectSpec, describe, instruct, object_phrase
+from pictor.embedded.network import TASKS
 from pictor.embedded.render import object_box, render
 from pictor.embedded.world import (
     HELD_OUT_COMBINATIONS,
@@ -23,7 +24,7 @@ from pictor.embedded.world import (
     sample_scene,
 )
 
-TASK_IDS = {"generate": 0, "edit": 1, "inpaint": 2}
+TASK_IDS = {task: index for index, task in enumerate(TASKS)}  # the order of the task embedding
 
 
 @dataclass

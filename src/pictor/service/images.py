@@ -23,7 +23,7 @@ from pictor.engine.protocol import EngineRequest, EngineResult
 from pictor.engine.registry import ModelNotFound, ModelRegistry
 from pictor.service.encoding import encode
 from pictor.service.errors import InvalidRequest, ModelFailure, UnknownModel
-from pictor.service.inputs import editable_area, open_image
+from pictor.service.inputs import ACCEPTED_FORMATS, editable_area, open_image
 from pictor.storage import Database, LocalBlobStore, Principal
 
 DEFAULT_SIZE = (1024, 1024)
@@ -235,7 +235,7 @@ class ImageService:
             # (alpha included), also after a transparent background was made.
             for result in results:
                 result.image = keep_outside_mask(result.image, sources[0], plan.mask)
-        uploads = [Artifact(id=new_image_id(), data=data, format=_format_of(image), width=image.width,
+        uploads = [Artifact(id=new_image_id(), data=data, format=ACCEPTED_FORMATS[image.format], width=image.width,
                             height=image.height, tenant_id=principal.tenant_id)
                    for data, image in zip(job.images, sources)]
         parents = tuple(upload.id for upload in uploads)
@@ -286,7 +286,3 @@ def keep_outside_mask(made: Image.Image, source: Image.Image, editable: Image.Im
     inside = np.asarray(editable.convert("L")) > 0
     out = np.where(inside[..., None], np.asarray(made.convert(mode)), np.asarray(source.convert(mode)))
     return Image.fromarray(out.astype(np.uint8), mode)
-
-
-def _format_of(image: Image.Image) -> str:
-    return {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}[image.format]
