@@ -1,4 +1,4 @@
-"""Metadata operations: tenants, API keys, image records. Each public method is one transaction.
+"""Metadata operations: tenants, API keys, image records, audit entries. Each public method is one transaction.
 
 Rows never leave this module: callers get frozen dataclasses, so no lazy load can run after the
 session is closed and no caller can change a row by accident. Every image read takes the tenant id,
@@ -7,19 +7,38 @@ and another tenant's image is reported exactly like a missing one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pictor.core import Artifact
 from pictor.storage import keys
-from pictor.storage.errors import ApiKeyNotFound, ImageNotFound, TenantExists, TenantNotFound
-from pictor.storage.tables import ApiKeyRow, Base, ImageParentRow, ImageRow, TenantRow, utcnow
+from pictor.storage.errors import ApiKeyNotFound, ImageNotFound, StorageError, TenantExists, TenantNotFound
+from pictor.storage.tables import (
+    ApiKeyRow,
+    AuditCheckpointRow,
+    AuditEntryRow,
+    Base,
+    ImageParentRow,
+    ImageRow,
+    PromptSaltRow,
+    TenantRow,
+    UTCDateTime,
+    utcnow,
+)
+
+AuditItem = tuple[int, str, str]  # (index, canonical entry text, leaf hash hex): a finished audit entry
+PROMPT_KEYS = ("prompt", "negative_prompt", "revised_prompt")  # what erase_prompt removes from image params
+
+
+class AuditReservationLost(StorageError):
+    """An audit entry was finalised that is not a pending reservation (voided meanwhile, or never reserved)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,23 @@ class ImageRecord:
     created: datetime
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    index: int
+    entry: str | None  # canonical JSON; None while pending
+    leaf_hash: str | None  # hex; None while pending
+    status: str  # "pending", "final" or "void"
+    created: datetime
+
+
+@dataclass(frozen=True)
+class AuditCheckpoint:
+    size: int
+    root: str  # hex
+    note: str  # the signed note text
+    created: datetime
+
+
 def _tenant(row: TenantRow) -> Tenant:
     return Tenant(id=row.id, name=row.name, created=row.created)
 
@@ -83,6 +119,10 @@ def _key_info(row: ApiKeyRow) -> ApiKeyInfo:
     return ApiKeyInfo(
         id=row.id, tenant_id=row.tenant_id, hint=row.hint, label=row.label, created=row.created, revoked=row.revoked
     )
+
+
+def _checkpoint(row: AuditCheckpointRow) -> AuditCheckpoint:
+    return AuditCheckpoint(size=row.size, root=row.root, note=row.note, created=row.created)
 
 
 def _image(row: ImageRow) -> ImageRecord:
@@ -236,13 +276,19 @@ class Database:
         *,
         key_id: str | None = None,
         user: str | None = None,
+        audit: Sequence[AuditItem] = (),
+        salts: Mapping[str, str] | None = None,
     ) -> list[ImageRecord]:
         """Several (artifact, params) records in one transaction: all are written or none.
 
         A parent may be an earlier artifact of the same call (an edit's uploads, then its outputs).
+        `audit` finalises reserved audit entries and `salts` stores prompt salts (subject -> hex) in the same
+        transaction, so an image is never stored without its audit entry, nor an entry without its image.
         """
         with self._transaction() as session:
-            return [self._add_image(session, artifact, params, key_id, user) for artifact, params in records]
+            images = [self._add_image(session, artifact, params, key_id, user) for artifact, params in records]
+            self._finalise_audit(session, audit, salts)
+            return images
 
     @staticmethod
     def _add_image(session: Session, artifact: Artifact, params: dict[str, Any] | None, key_id: str | None,
@@ -305,3 +351,183 @@ class Database:
                     .order_by(ImageParentRow.child_id)
                 )
             )
+
+    # audit log
+
+    def reserve_audit(self, count: int = 1) -> list[int]:
+        """Insert `count` pending entries with consecutive indexes and return the indexes.
+
+        The first row is inserted by one INSERT ... SELECT max + 1 statement, so the transaction holds the
+        write lock before it reads the maximum (SQLite serialises writers); a rare clash of two concurrent
+        writers elsewhere (PostgreSQL) fails on the primary key and is retried.
+        """
+        if count < 1:
+            raise ValueError("reserve at least one audit entry")
+        table = AuditEntryRow.__table__
+        for attempt in range(8):
+            try:
+                with self._transaction() as session:
+                    now = utcnow()
+                    next_index = select(
+                        func.coalesce(func.max(table.c.idx), -1) + 1,
+                        literal("pending"),
+                        literal(now, UTCDateTime()),
+                    )
+                    first = session.execute(
+                        insert(table).from_select(["idx", "status", "created"], next_index).returning(table.c.idx)
+                    ).scalar_one()
+                    if count > 1:
+                        session.execute(
+                            insert(table),
+                            [{"idx": first + i, "status": "pending", "created": now} for i in range(1, count)],
+                        )
+                    return list(range(first, first + count))
+            except IntegrityError:
+                if attempt == 7:
+                    raise
+        raise AssertionError("unreachable")
+
+    def finalise_audit(self, items: Sequence[AuditItem], salts: Mapping[str, str] | None = None) -> None:
+        """Finalise reserved entries that belong to no image (a refused request, an administrative event)."""
+        with self._transaction() as session:
+            self._finalise_audit(session, items, salts)
+
+    @staticmethod
+    def _finalise_audit(session: Session, items: Sequence[AuditItem], salts: Mapping[str, str] | None) -> None:
+        for index, text, leaf in items:
+            if len(leaf) != 64:
+                raise ValueError(f"leaf hash must be 64 hex digits, got {leaf!r}")
+            result = session.execute(
+                update(AuditEntryRow)
+                .where(AuditEntryRow.index == index, AuditEntryRow.status == "pending")
+                .values(entry=text, leaf_hash=leaf, status="final")
+            )
+            if result.rowcount != 1:
+                raise AuditReservationLost(f"audit entry {index} is not a pending reservation")
+        now = utcnow()
+        for subject, salt in (salts or {}).items():
+            session.add(PromptSaltRow(subject=subject, salt=salt, created=now))
+
+    def void_pending_audit(
+        self, entry_for: Callable[[int], tuple[str, str]], *, older_than: datetime | None = None
+    ) -> list[int]:
+        """Turn pending reservations (of requests that crashed) into void entries; returns their indexes.
+
+        `entry_for(index)` gives the (canonical text, leaf hash hex) of the void entry. Call it on start-up,
+        before requests run, or pass `older_than` so that reservations of live requests are left alone.
+        """
+        with self._transaction() as session:
+            query = select(AuditEntryRow.index).where(AuditEntryRow.status == "pending")
+            if older_than is not None:
+                query = query.where(AuditEntryRow.created < older_than)
+            indexes = list(session.scalars(query.order_by(AuditEntryRow.index)))
+            for index in indexes:
+                text, leaf = entry_for(index)
+                session.execute(
+                    update(AuditEntryRow)
+                    .where(AuditEntryRow.index == index, AuditEntryRow.status == "pending")
+                    .values(entry=text, leaf_hash=leaf, status="void")
+                )
+            return indexes
+
+    def audit_entries(self, start: int = 0, end: int | None = None) -> list[AuditEntry]:
+        """Entries with start <= index < end, in index order (pending ones included)."""
+        table = AuditEntryRow.__table__
+        query = select(table.c.idx, table.c.entry, table.c.leaf_hash, table.c.status, table.c.created)
+        query = query.where(table.c.idx >= start)
+        if end is not None:
+            query = query.where(table.c.idx < end)
+        with self._transaction() as session:
+            return [AuditEntry(*row) for row in session.execute(query.order_by(table.c.idx))]
+
+    def audit_leaf_hashes(self, start: int = 0, end: int | None = None) -> list[str]:
+        """The stored leaf hashes (hex) of entries start <= index < end, in index order."""
+        query = select(AuditEntryRow.leaf_hash).where(AuditEntryRow.index >= start)
+        if end is not None:
+            query = query.where(AuditEntryRow.index < end)
+        with self._transaction() as session:
+            return list(session.scalars(query.order_by(AuditEntryRow.index)))
+
+    def audit_predecessor(self, index: int) -> tuple[int, str] | None:
+        """(index, leaf hash hex) of the nearest entry before `index` that is not pending, if any."""
+        with self._transaction() as session:
+            row = session.execute(
+                select(AuditEntryRow.index, AuditEntryRow.leaf_hash)
+                .where(AuditEntryRow.index < index, AuditEntryRow.status != "pending")
+                .order_by(AuditEntryRow.index.desc())
+                .limit(1)
+            ).first()
+            return None if row is None else (row[0], row[1])
+
+    def audit_end(self) -> int:
+        """One past the highest index ever reserved (0 for an empty log)."""
+        with self._transaction() as session:
+            highest = session.scalar(select(func.max(AuditEntryRow.index)))
+            return 0 if highest is None else highest + 1
+
+    def audit_size(self) -> int:
+        """The length of the longest prefix 0..n-1 of entries that exist and are not pending."""
+        with self._transaction() as session:
+            first_pending = session.scalar(
+                select(func.min(AuditEntryRow.index)).where(AuditEntryRow.status == "pending")
+            )
+            if session.get(AuditEntryRow, 0) is None:
+                return 0
+            after = AuditEntryRow.index + 1
+            first_missing = session.scalar(select(func.min(after)).where(after.not_in(select(AuditEntryRow.index))))
+            return min(first_missing, first_pending if first_pending is not None else first_missing)
+
+    def add_checkpoint(self, size: int, root_hex: str, note: str) -> AuditCheckpoint:
+        """Store a signed checkpoint; storing the same size again keeps the first (same root) one."""
+        try:
+            with self._transaction() as session:
+                row = AuditCheckpointRow(size=size, root=root_hex, note=note, created=utcnow())
+                session.add(row)
+                session.flush()
+                return _checkpoint(row)
+        except IntegrityError:
+            with self._transaction() as session:
+                existing = session.get(AuditCheckpointRow, size)
+                if existing is None or existing.root != root_hex:
+                    raise
+                return _checkpoint(existing)
+
+    def checkpoints(self) -> list[AuditCheckpoint]:
+        """Every stored checkpoint, smallest tree first."""
+        with self._transaction() as session:
+            rows = session.scalars(select(AuditCheckpointRow).order_by(AuditCheckpointRow.size))
+            return [_checkpoint(row) for row in rows]
+
+    def checkpoint_at(self, size: int) -> AuditCheckpoint | None:
+        """The checkpoint of exactly this tree size, if one was signed."""
+        with self._transaction() as session:
+            row = session.get(AuditCheckpointRow, size)
+            return None if row is None else _checkpoint(row)
+
+    def latest_checkpoint(self) -> AuditCheckpoint | None:
+        with self._transaction() as session:
+            row = session.scalar(select(AuditCheckpointRow).order_by(AuditCheckpointRow.size.desc()).limit(1))
+            return None if row is None else _checkpoint(row)
+
+    def prompt_salt(self, subject: str) -> str | None:
+        """The salt (hex) behind the prompt hash of an image id or `audit:<index>`; None once erased."""
+        with self._transaction() as session:
+            row = session.get(PromptSaltRow, subject)
+            return None if row is None else row.salt
+
+    def erase_prompt(self, image_id: str) -> ImageRecord:
+        """Remove an image's prompt text and its salt (an erasure request); its audit entry stays as it was."""
+        with self._transaction() as session:
+            row = session.get(ImageRow, image_id)
+            if row is None:
+                raise ImageNotFound(image_id)
+            params = {key: value for key, value in (row.params or {}).items() if key not in PROMPT_KEYS}
+            row.params = {**params, "prompt_erased": utcnow().isoformat()}
+            session.execute(delete(PromptSaltRow).where(PromptSaltRow.subject == image_id))
+            session.flush()
+            return _image(row)
+
+    def erase_salt(self, subject: str) -> bool:
+        """Delete one prompt salt (e.g. `audit:<index>` of a refused request); True if there was one."""
+        with self._transaction() as session:
+            return session.execute(delete(PromptSaltRow).where(PromptSaltRow.subject == subject)).rowcount > 0

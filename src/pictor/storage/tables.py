@@ -92,3 +92,39 @@ class ImageParentRow(Base):
     child_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     parent_id: Mapped[str] = mapped_column(ForeignKey("images.id"), index=True)
+
+
+class AuditEntryRow(Base):
+    """One leaf of the audit log. A reservation is `pending` (no text yet); it becomes `final` with its
+    canonical JSON, or `void` when the request that reserved it never finished. The column is `idx`, not
+    `index`, so that ad-hoc SQL needs no quoting."""
+
+    __tablename__ = "audit_entries"
+
+    index: Mapped[int] = mapped_column("idx", Integer, primary_key=True, autoincrement=False)
+    entry: Mapped[str | None] = mapped_column(Text)
+    leaf_hash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(8), default="pending", index=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditCheckpointRow(Base):
+    """A signed checkpoint (tree head) of the first `size` entries."""
+
+    __tablename__ = "audit_checkpoints"
+
+    size: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    root: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PromptSaltRow(Base):
+    """The salt behind a prompt hash in the audit log, kept outside the log so that deleting it (with the
+    prompt text) erases the link without touching any entry. Subject: an image id or `audit:<index>`."""
+
+    __tablename__ = "prompt_salts"
+
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,1 @@
+"""Governance: provenance (C2PA), the audit log, and (later) watermarks, badges and content policy."""
