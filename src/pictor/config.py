@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     # false batches requests together for throughput, and results then vary slightly with the batch.
     batch_invariant: bool = True
     log_json: bool = True
+    # C2PA signing with the operator's own chain (leaf first, PEM), key and trust anchors, instead of the
+    # CA that Pictor makes in its data folder on first start.
+    signing_chain: Path | None = None
+    signing_key: Path | None = None
+    signing_anchors: Path | None = None
+    audit_origin: str = "pictor.local/audit"  # the checkpoints' origin line: name this log uniquely
+    audit_checkpoint_every: int = 100  # entries; a checkpoint is also signed a minute after the last one
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides) -> Settings:

@@ -137,6 +137,13 @@ def start_server(root: Path, extra_env: dict[str, str] | None = None, extra_args
 # ---- images -----------------------------------------------------------------------------------
 
 
+def pixels(b64: str) -> tuple[str, tuple[int, int], bytes]:
+    """What an image looks like, without its metadata: every output carries its own signed C2PA manifest
+    (artifact id, audit index), so equal images are compared by their pixels, not their file bytes."""
+    image = decode(b64)
+    return image.mode, image.size, image.tobytes()
+
+
 def decode(b64: str) -> Image.Image:
     image = Image.open(io.BytesIO(base64.b64decode(b64)))
     image.load()

@@ -15,6 +15,7 @@ from pictor.api.metrics import Metrics
 from pictor.api.security import DEMO_TENANT, LinkSigner, RateLimiter, authenticate
 from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
+from pictor.service.governance import Governance
 from pictor.service.images import ImageService
 from pictor.storage import Database, DataDir, LocalBlobStore, Principal
 
@@ -49,6 +50,7 @@ class Components:
     blobs: LocalBlobStore
     registry: ModelRegistry
     service: ImageService
+    governance: Governance
     signer: LinkSigner
     limiter: RateLimiter
     metrics: Metrics = field(default_factory=Metrics)
@@ -60,17 +62,20 @@ class Components:
         database = Database(settings.database_url or data.database_url)
         blobs = LocalBlobStore(data.blobs)
         registry = registry or default_registry(settings)
+        governance = Governance.open(data.root, database, settings.audit_origin, settings.audit_checkpoint_every,
+                                     settings.signing_chain, settings.signing_key, settings.signing_anchors)
         keyless = None
         if settings.keyless:
             tenant = database.ensure_tenant(DEMO_TENANT)
             keyless = Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None)
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
-                   service=ImageService(registry, database, blobs),
+                   service=ImageService(registry, database, blobs, governance), governance=governance,
                    signer=LinkSigner(link_secret(data.root), settings.url_lifetime_s),
                    limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless)
 
     def close(self) -> None:
         self.registry.close()
+        self.governance.audit.checkpoint()  # a clean stop leaves every entry under a signed checkpoint
         self.database.close()
 
 

@@ -66,6 +66,7 @@ class EmbeddedBackend:
         # pipeline call: a seed reproduces its image byte for byte whatever else the server was doing, at
         # the cost of the throughput that batching gives under load.
         self.batch_invariant = batch_invariant
+        self.device = device
         self.folder = Path(folder)
         self.pipe: PictorEmbeddedPipeline = load_model_folder(folder, device=device)
         self.weights_hash = weights_hash(folder)

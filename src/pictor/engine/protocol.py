@@ -59,6 +59,8 @@ class Backend(Protocol):
     name: str
     capabilities: Capabilities
     weights_hash: str
+    device: str  # "cpu", "cuda", "cuda:1": results are reproducible on the same device type
+    batch_invariant: bool  # a seed gives the same image whatever shared its batch
 
     def run(self, requests: list[EngineRequest], on_step: StepCallback | None = None) -> list[EngineResult]:
         """Make one image per request; deterministic for a seed on a given device."""

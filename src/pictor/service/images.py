@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from pictor.core import Artifact, ImageJob, JobKind, new_image_id
+from pictor.core import Artifact, ImageJob, JobKind, new_image_id, sha256_hex
 from pictor.engine.protocol import EngineRequest, EngineResult
 from pictor.engine.registry import ModelNotFound, ModelRegistry
+from pictor.governance.provenance import Parent
 from pictor.service.encoding import encode
 from pictor.service.errors import InvalidRequest, ModelFailure, UnknownModel
+from pictor.service.governance import Governance, Receipt, pixels_hash
 from pictor.service.inputs import ACCEPTED_FORMATS, editable_area, open_image
 from pictor.storage import Database, LocalBlobStore, Principal
 
@@ -116,10 +118,11 @@ def image_tokens(width: int, height: int) -> int:
 
 
 class ImageService:
-    def __init__(self, registry: ModelRegistry, database: Database, blobs: LocalBlobStore):
+    def __init__(self, registry: ModelRegistry, database: Database, blobs: LocalBlobStore, governance: Governance):
         self.registry = registry
         self.database = database
         self.blobs = blobs
+        self.governance = governance
 
     # ---- the three use cases -------------------------------------------------------------------
 
@@ -224,34 +227,67 @@ class ImageService:
         return on_step
 
     def _store(self, plan: Plan, principal: Principal, results: list[EngineResult]) -> list[ProducedImage]:
-        """Encode the outputs, then store every blob, then every record in one transaction: all or nothing.
+        """Sign, store every blob, then every record and audit entry in one transaction: all or nothing.
 
-        Uploaded inputs become image records too, so an edit's lineage names its parents. A failure
-        part-way leaves at most unreferenced blobs (content-addressed, so harmless), never a record.
+        Audit indexes are reserved first because each C2PA manifest names its entry; a failure after that
+        closes the reservations with a `failed` entry. Uploaded inputs become image records (unless they are
+        the tenant's own earlier images, which then become the parents), so an edit's lineage names its parents.
+        A failure part-way leaves at most unreferenced blobs (content-addressed, so harmless), never a record.
         """
+        receipt = self.governance.receipt(len(results))
+        try:
+            produced = self._store_signed(plan, principal, results, receipt)
+        except BaseException as error:
+            receipt.fail(error)
+            raise
+        self.governance.audit.maybe_checkpoint()
+        return produced
+
+    def _store_signed(self, plan: Plan, principal: Principal, results: list[EngineResult],
+                      receipt: Receipt) -> list[ProducedImage]:
         job, model, sources = plan.job, plan.model, plan.sources
         if plan.mask is not None:
             # The hard mask, whatever the backend did: outside the editable area the input's own pixels
             # (alpha included), also after a transparent background was made.
             for result in results:
                 result.image = keep_outside_mask(result.image, sources[0], plan.mask)
-        uploads = [Artifact(id=new_image_id(), data=data, format=ACCEPTED_FORMATS[image.format], width=image.width,
-                            height=image.height, tenant_id=principal.tenant_id)
-                   for data, image in zip(job.images, sources)]
-        parents = tuple(upload.id for upload in uploads)
-        params = job.parameters()
+        parents, uploads = [], []
+        for data, image in zip(job.images, sources):
+            known = self.database.find_image(principal.tenant_id, sha256_hex(data))
+            if known is None:
+                upload = Artifact(id=new_image_id(), data=data, format=ACCEPTED_FORMATS[image.format],
+                                  width=image.width, height=image.height, tenant_id=principal.tenant_id)
+                uploads.append(upload)
+                parents.append(Parent(data, upload.format, upload.id))
+            else:
+                parents.append(Parent(data, known.format, known.id))
+        parent_ids = tuple(parent.title for parent in parents)
+        params = {**job.parameters(), "job_id": receipt.job_id}
+        backend = self.registry.worker(model).backend
         produced = []
-        for result in results:
-            data = encode(result.image, job.output_format, job.output_compression)
-            artifact = Artifact(id=new_image_id(), data=data, format=job.output_format, width=result.image.width,
-                                height=result.image.height, model=model, seed=result.seed, parents=parents,
-                                tenant_id=principal.tenant_id)
+        for position, result in enumerate(results):
+            artifact_id = new_image_id()
+            encoded = encode(result.image, job.output_format, job.output_compression)
+            data = receipt.sign(position, artifact_id, encoded, job.output_format, prompt=job.prompt, model=model,
+                                weights_hash=backend.weights_hash, seed=result.seed, parents=parents)
+            artifact = Artifact(id=artifact_id, data=data, format=job.output_format, width=result.image.width,
+                                height=result.image.height, model=model, seed=result.seed, parents=parent_ids,
+                                tenant_id=principal.tenant_id, audit_index=receipt.indexes[position])
+            unsalted = {k: v for k, v in params.items() if k != "prompt"}
+            receipt.record(position, artifact, prompt=job.prompt, fields={
+                "key_id": principal.key_id, "user": job.user, "kind": job.kind.value, "task": plan.task,
+                "parameters": {**unsalted, "seed": result.seed, "steps": plan.steps, "size": plan.size},
+                "parents": list(parent_ids), "weights_hash": backend.weights_hash,
+                "pixels_hash": pixels_hash(result.image), "device": backend.device.split(":")[0],
+                "batch_invariant": backend.batch_invariant})
             produced.append(ProducedImage(artifact, result.seed, result.revised_prompt, result.unknown_words))
         records = [(upload, {"kind": "upload"}) for upload in uploads]
-        records += [(item.artifact, {**params, "seed": item.seed}) for item in produced]
+        records += [(item.artifact, {**params, "seed": item.seed, "audit_index": item.artifact.audit_index})
+                    for item in produced]
         for artifact, _ in records:
             self.blobs.put(artifact.data)
-        self.database.record_images(records, key_id=principal.key_id, user=job.user)
+        self.database.record_images(records, key_id=principal.key_id, user=job.user, audit=receipt.entries(),
+                                    salts=receipt.salts)
         return produced
 
     def _usage(self, job: ImageJob, sources: list[Image.Image], width: int, height: int) -> dict:

@@ -328,6 +328,14 @@ class Database:
                 raise ImageNotFound(image_id)
             return _image(row)
 
+    def find_image(self, tenant_id: str, content_hash: str) -> ImageRecord | None:
+        """The tenant's newest image with exactly these bytes (an upload of an image Pictor made), if any."""
+        with self._transaction() as session:
+            row = session.scalar(select(ImageRow).where(ImageRow.tenant_id == tenant_id,
+                                                        ImageRow.content_hash == content_hash)
+                                 .order_by(ImageRow.created.desc()).limit(1))
+            return None if row is None else _image(row)
+
     def list_images(self, tenant_id: str, *, limit: int = 100, offset: int = 0) -> list[ImageRecord]:
         """The tenant's images, newest first."""
         with self._transaction() as session:

@@ -1,0 +1,102 @@
+"""The governance steps of the request path, composed: C2PA signing and the audit record of each output.
+
+One `Governance` object per installation holds the signing credentials and the audit log. For each
+request, `Receipt` reserves audit indexes before signing (the manifest names its audit entry), and
+builds the entries that are written in the same transaction as the image records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pictor.core import Artifact
+from pictor.governance import credentials as signing
+from pictor.governance.audit import AuditLog, new_salt, salted_hash
+from pictor.governance.checkpoint import CheckpointSigner
+from pictor.governance.provenance import Parent, ProvenanceClaim, sign
+from pictor.storage import Database
+
+
+def new_job_id() -> str:
+    return f"job_{secrets.token_hex(12)}"
+
+
+def pixels_hash(image: Image.Image) -> str:
+    """The hash of decoded pixels (mode, size, bytes): what replay compares, since signed files carry times."""
+    digest = hashlib.sha256(f"{image.mode}:{image.width}x{image.height}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class Governance:
+    credentials: signing.SigningCredentials
+    audit: AuditLog
+    policy_version: str | None = None  # set by the content policy once one is configured
+
+    @classmethod
+    def open(cls, root: Path, database: Database, origin: str = "pictor.local/audit", checkpoint_every: int = 100,
+             chain: Path | None = None, key: Path | None = None, anchors: Path | None = None) -> Governance:
+        """Credentials (the operator's, or a CA made on first start) and the audit log; closes stale reservations.
+
+        Call once per installation at start-up: a reservation left pending by a crash becomes a void entry.
+        """
+        if chain is not None or key is not None:
+            if chain is None or key is None:
+                raise ValueError("an own signing chain needs both signing_chain and signing_key")
+            credentials = signing.from_files(chain, key, anchors)
+        else:
+            credentials = signing.load_or_create(root / "provenance")
+        signer = CheckpointSigner.load_or_create(root / "audit" / "checkpoint-key.pem", origin)
+        audit = AuditLog(database, signer, origin, checkpoint_every=checkpoint_every)
+        audit.void_pending()
+        return cls(credentials, audit)
+
+    def receipt(self, count: int) -> Receipt:
+        return Receipt(self, self.audit.reserve(count), new_job_id())
+
+
+@dataclass
+class Receipt:
+    """One request's outputs on their way to storage: reserved audit indexes, salts, signed bytes, entries."""
+
+    governance: Governance
+    indexes: list[int]
+    job_id: str
+    salts: dict[str, str] = field(default_factory=dict)
+    _fields: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+    def sign(self, position: int, artifact_id: str, data: bytes, fmt: str, *, prompt: str, model: str,
+             weights_hash: str, seed: int, parents: list[Parent]) -> bytes:
+        """The encoded output with its C2PA manifest: the last step that touches its bytes."""
+        salt = self.salts.setdefault(artifact_id, new_salt())
+        claim = ProvenanceClaim(
+            artifact_id=artifact_id, kind="edited" if parents else "created", model_id=model,
+            weights_hash=weights_hash, seed=seed, prompt_hash=salted_hash(prompt, salt), job_id=self.job_id,
+            format=fmt, audit_index=self.indexes[position], policy_version=self.governance.policy_version,
+            parents=parents)
+        return sign(data, claim, self.governance.credentials)
+
+    def record(self, position: int, artifact: Artifact, fields: dict[str, Any], prompt: str) -> None:
+        """The audit entry of one stored output (the prompt only as its salted hash)."""
+        salt = self.salts.setdefault(artifact.id, new_salt())
+        self._fields.append((self.indexes[position], {
+            "event": "image", "job_id": self.job_id, "artifact_id": artifact.id, "tenant": artifact.tenant_id,
+            "output_hash": artifact.content_hash, "model": artifact.model, "seed": artifact.seed,
+            "prompt_hash": salted_hash(prompt, salt),
+            "policy": {"version": self.governance.policy_version, "decision": "allowed"}, **fields}))
+
+    def entries(self) -> list[tuple[int, str, str]]:
+        return self.governance.audit.entries(self._fields)
+
+    def fail(self, error: BaseException) -> None:
+        """Close the reservations of a request that failed after reserving, so later entries can be checkpointed."""
+        items = [self.governance.audit.entry(index, {"event": "failed", "job_id": self.job_id,
+                                                     "error": type(error).__name__}) for index in self.indexes]
+        self.governance.audit.database.finalise_audit(items)
