@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler
 from tqdm import tqdm
 
@@ -36,6 +35,7 @@ class ModelConfig:
     heads: int = 4
     self_attention_levels: tuple[int, ...] = (1, 2)
     cross_attention_levels: tuple[int, ...] = (0, 1, 2)
+    sigma_data: float = 0.0  # > 0: skip-connected output (see EmbeddedUNet.preconditioning)
 
 
 @dataclass
@@ -49,6 +49,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     time_shift: float = 3.0  # noise-level shift in training and in the shipped scheduler
     stop_at: int | None = None  # end the run here without changing the schedule (see configs/)
+    schedule_from: int = 0  # a resumed phase's own warmup and cosine start at this step
     checkpoint_every: int = 500
     device: str = "auto"  # auto / cpu / cuda
     bf16: bool = True  # on CUDA only
@@ -80,7 +81,7 @@ def build_models(config: TrainConfig, tokenizer: WorldTokenizer) -> tuple[Embedd
     unet = EmbeddedUNet(channels=m.channels, patch=m.patch, context_dim=m.text_width, heads=m.heads,
                         self_attention_levels=m.self_attention_levels,
                         cross_attention_levels=m.cross_attention_levels,
-                        sample_size=config.data.resolution)
+                        sample_size=config.data.resolution, sigma_data=m.sigma_data)
     return unet, text_encoder
 
 
@@ -106,13 +107,20 @@ def rectified_flow_loss(unet: EmbeddedUNet, text_encoder: EmbeddedTextEncoder, t
     states, pooled, keep = text_encoder(ids)
     predicted = unet(xt, t, batch.condition.to(device), batch.mask.to(device), batch.task.to(device),
                      states, pooled, keep)
-    return F.mse_loss(predicted.float(), x0.float())
+    error = (predicted.float() - x0.float()).pow(2)
+    if unet.config.sigma_data:
+        # The loss of the network's own output (EDM's weighting 1 / c_out^2): at low noise, where an
+        # unweighted clean-image loss hardly notices a star drawn as a blob, edges then count fully.
+        _, c_out = unet.preconditioning(t)
+        error = error / c_out.float().pow(2)[:, None, None, None]
+    return error.mean()
 
 
 def _lr(step: int, config: TrainConfig) -> float:
+    step, steps = step - config.schedule_from, config.steps - config.schedule_from
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    progress = (step - config.warmup_steps) / max(1, steps - config.warmup_steps)
     return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item()))
 
 
