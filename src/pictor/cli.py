@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -121,6 +122,102 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _governance(settings, database, data):
+    from pictor.service.governance import Governance
+
+    return Governance.open(data.root, database, settings.audit_origin, settings.audit_checkpoint_every,
+                           settings.signing_chain, settings.signing_key, settings.signing_anchors)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """A file's C2PA manifest against this installation's trust anchors, and which image it is (any tenant)."""
+    from pictor.core import sha256_hex
+    from pictor.governance.provenance import read
+    from pictor.service.inputs import ACCEPTED_FORMATS, open_image
+    from pictor.service.provenance import NO_WATERMARK, ProvenanceService
+    from pictor.storage import LocalBlobStore, NotFound, Principal
+
+    settings = _settings(args)
+    database, data = _database(settings)
+    try:
+        governance = _governance(settings, database, data)
+        blob = Path(args.image).read_bytes()
+        summary = read(blob, ACCEPTED_FORMATS[open_image(blob).format], governance.credentials.trust_anchors_pem)
+        record, match = database.find_image(None, sha256_hex(blob)), "exact"
+        claimed = (summary.pictor or {}).get("artifact_id")
+        if record is None and claimed and summary.validation_state in ("Trusted", "Valid"):
+            with contextlib.suppress(NotFound):
+                record, match = database.get_image_any_tenant(claimed), "manifest"
+        report = {"file": args.image, "c2pa": summary.to_dict(), "image": None, "lineage": None,
+                  "watermark": NO_WATERMARK}
+        if record is not None:
+            report["image"] = {"id": record.id, "tenant": record.tenant_id, "model": record.model,
+                               "seed": record.seed, "audit_index": record.params.get("audit_index"), "match": match}
+            service = ProvenanceService(database, LocalBlobStore(data.blobs), governance)
+            report["lineage"] = service.lineage(Principal(record.tenant_id, "", None), record.id)
+    except Exception as error:  # an unreadable file is an answer, not a traceback
+        print(f"pictor: cannot verify {args.image}: {error}", file=sys.stderr)
+        return 2
+    finally:
+        database.close()
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(f"C2PA: {summary.validation_state or 'no manifest'}"
+              + (f" ({', '.join(summary.errors)})" if summary.errors else ""))
+        if summary.pictor:
+            made = summary.pictor
+            print(f"made by Pictor: {made.get('artifact_id')}  model {made.get('model_id')}  seed {made.get('seed')}"
+                  f"  audit entry {made.get('audit_index')}")
+        for depth, ancestor in enumerate(summary.lineage, 1):
+            print(f"{'  ' * depth}from {ancestor}")
+        image = report["image"]
+        print(f"in this installation: {image['id']} (tenant {image['tenant']}, {image['match']} match)" if image
+              else "in this installation: no matching image")
+    return 0 if summary.validation_state == "Trusted" else 1
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    database, data = _database(settings)
+    try:
+        audit = _governance(settings, database, data).audit
+        if args.action == "verify":
+            report = audit.verify()
+            for line in report.lines():
+                print(line)
+            return 0 if report.ok else 1
+        if args.action == "export":
+            print(audit.export(Path(args.output)))
+        elif args.action == "checkpoint":
+            print(audit.checkpoint().note, end="")
+        else:
+            record = database.erase_prompt(args.image_id)
+            print(f"erased the prompt of {record.id}; its audit entry is unchanged")
+        return 0
+    finally:
+        database.close()
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pictor.api.dependencies import default_registry
+    from pictor.service.images import ImageService
+    from pictor.service.replay import replay
+    from pictor.storage import LocalBlobStore
+
+    settings = _settings(args)
+    database, data = _database(settings)
+    registry = default_registry(settings)
+    try:
+        service = ImageService(registry, database, LocalBlobStore(data.blobs), _governance(settings, database, data))
+        report = replay(service, args.index)
+        print("\n".join(report.lines()))
+        return 0 if report.reproduced else 1
+    finally:
+        registry.close()
+        database.close()
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from pictor.storage import ApiKeyNotFound, TenantNotFound
 
@@ -223,6 +320,34 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "create":
             p.add_argument("--label")
     keys.set_defaults(func=cmd_keys)
+
+    verify = sub.add_parser("verify", help="check an image's C2PA provenance and find it in this installation")
+    verify.add_argument("image")
+    verify.add_argument("--json", action="store_true", help="the whole report as JSON")
+    verify.add_argument("--data-dir")
+    verify.add_argument("--config")
+    verify.set_defaults(func=cmd_verify)
+
+    audit = sub.add_parser("audit", help="verify or export the audit log; erase a prompt on request")
+    audit_sub = audit.add_subparsers(dest="action", required=True)
+    for action, text in (("verify", "recompute every entry, link and signed checkpoint; non-zero on any change"),
+                         ("export", "write entries, checkpoints, proofs and the public key for an auditor"),
+                         ("checkpoint", "sign a checkpoint of the log now and print it"),
+                         ("erase-prompt", "forget one image's prompt; the log still verifies")):
+        p = audit_sub.add_parser(action, help=text)
+        p.add_argument("--data-dir")
+        p.add_argument("--config")
+        if action == "export":
+            p.add_argument("output", help="a folder to write")
+        if action == "erase-prompt":
+            p.add_argument("image_id")
+    audit.set_defaults(func=cmd_audit)
+
+    replay_cmd = sub.add_parser("replay", help="remake an image from its audit entry and compare its pixels' hash")
+    replay_cmd.add_argument("index", type=int)
+    replay_cmd.add_argument("--data-dir")
+    replay_cmd.add_argument("--config")
+    replay_cmd.set_defaults(func=cmd_replay)
 
     models = sub.add_parser("models", help="list the models this installation serves")
     models.add_argument("--config")

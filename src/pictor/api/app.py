@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pictor.api import logs
 from pictor.api.dependencies import Components
 from pictor.api.errors import error_response, install_error_handlers
-from pictor.api.routes import images, system
+from pictor.api.routes import images, provenance, system
 from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
 
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app = FastAPI(title="Pictor", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(images.router)
+    app.include_router(provenance.router)
     app.include_router(system.router)
     # Inside `observe` (middleware added later wraps what was added before), so a 413 is counted and logged.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)

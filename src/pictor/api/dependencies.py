@@ -17,6 +17,7 @@ from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
 from pictor.service.governance import Governance
 from pictor.service.images import ImageService
+from pictor.service.provenance import ProvenanceService
 from pictor.storage import Database, DataDir, LocalBlobStore, Principal
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Components:
     registry: ModelRegistry
     service: ImageService
     governance: Governance
+    provenance: ProvenanceService
     signer: LinkSigner
     limiter: RateLimiter
     metrics: Metrics = field(default_factory=Metrics)
@@ -64,12 +66,14 @@ class Components:
         registry = registry or default_registry(settings)
         governance = Governance.open(data.root, database, settings.audit_origin, settings.audit_checkpoint_every,
                                      settings.signing_chain, settings.signing_key, settings.signing_anchors)
+        governance.audit.void_pending()  # requests that a crash cut short: their reservations become void entries
         keyless = None
         if settings.keyless:
             tenant = database.ensure_tenant(DEMO_TENANT)
             keyless = Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None)
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
                    service=ImageService(registry, database, blobs, governance), governance=governance,
+                   provenance=ProvenanceService(database, blobs, governance),
                    signer=LinkSigner(link_secret(data.root), settings.url_lifetime_s),
                    limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless)
 

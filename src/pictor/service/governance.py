@@ -43,9 +43,10 @@ class Governance:
     @classmethod
     def open(cls, root: Path, database: Database, origin: str = "pictor.local/audit", checkpoint_every: int = 100,
              chain: Path | None = None, key: Path | None = None, anchors: Path | None = None) -> Governance:
-        """Credentials (the operator's, or a CA made on first start) and the audit log; closes stale reservations.
+        """Credentials (the operator's, or a CA made on first start) and the audit log.
 
-        Call once per installation at start-up: a reservation left pending by a crash becomes a void entry.
+        Only the serving process should call `audit.void_pending()` (at start-up, before serving): from a
+        command-line tool it would void the reservations of a server that is running.
         """
         if chain is not None or key is not None:
             if chain is None or key is None:
@@ -54,9 +55,7 @@ class Governance:
         else:
             credentials = signing.load_or_create(root / "provenance")
         signer = CheckpointSigner.load_or_create(root / "audit" / "checkpoint-key.pem", origin)
-        audit = AuditLog(database, signer, origin, checkpoint_every=checkpoint_every)
-        audit.void_pending()
-        return cls(credentials, audit)
+        return cls(credentials, AuditLog(database, signer, origin, checkpoint_every=checkpoint_every))
 
     def receipt(self, count: int) -> Receipt:
         return Receipt(self, self.audit.reserve(count), new_job_id())

@@ -143,13 +143,10 @@ class ImageService:
                   on_partial: Callable[[PartialImage], None] | None = None, partial_images: int = 0) -> ImagesResult:
         """Make, store and describe the job's images; previews go to `on_partial` if asked for."""
         plan = job if isinstance(job, Plan) else await self.prepare(job)
-        job, width, height, sources, mask, steps = (plan.job, plan.width, plan.height, plan.sources, plan.mask,
-                                                    plan.steps)
+        job, width, height, sources, steps = plan.job, plan.width, plan.height, plan.sources, plan.steps
         base_seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         worker = self.registry.worker(plan.model)
-        requests = [EngineRequest(task=plan.task, prompt=job.prompt, width=width, height=height, seed=base_seed + i,
-                                  images=sources, mask=mask, steps=steps,
-                                  transparent=job.background == "transparent") for i in range(job.n)]
+        requests = [engine_request(plan, base_seed + i) for i in range(job.n)]
         loop = asyncio.get_running_loop()
         futures = []
         for index, request in enumerate(requests):
@@ -286,6 +283,8 @@ class ImageService:
                     for item in produced]
         for artifact, _ in records:
             self.blobs.put(artifact.data)
+        if job.mask is not None:
+            self.blobs.put(job.mask)  # kept (content-addressed) so that replay can remake a masked edit
         self.database.record_images(records, key_id=principal.key_id, user=job.user, audit=receipt.entries(),
                                     salts=receipt.salts)
         return produced
@@ -304,6 +303,12 @@ class ImageService:
         """The stored bytes and format of one of the tenant's images (NotFound for anyone else's)."""
         record = self.database.get_image(principal.tenant_id, image_id)
         return self.blobs.get(record.content_hash), record.format
+
+
+def engine_request(plan: Plan, seed: int) -> EngineRequest:
+    return EngineRequest(task=plan.task, prompt=plan.job.prompt, width=plan.width, height=plan.height, seed=seed,
+                         images=plan.sources, mask=plan.mask, steps=plan.steps,
+                         transparent=plan.job.background == "transparent")
 
 
 def has_alpha(image: Image.Image) -> bool:

@@ -328,13 +328,25 @@ class Database:
                 raise ImageNotFound(image_id)
             return _image(row)
 
-    def find_image(self, tenant_id: str, content_hash: str) -> ImageRecord | None:
-        """The tenant's newest image with exactly these bytes (an upload of an image Pictor made), if any."""
+    def find_image(self, tenant_id: str | None, content_hash: str) -> ImageRecord | None:
+        """The tenant's newest image with exactly these bytes (an upload of an image Pictor made), if any.
+
+        `tenant_id` None searches every tenant: for the operator's command-line tools only.
+        """
+        query = select(ImageRow).where(ImageRow.content_hash == content_hash)
+        if tenant_id is not None:
+            query = query.where(ImageRow.tenant_id == tenant_id)
         with self._transaction() as session:
-            row = session.scalar(select(ImageRow).where(ImageRow.tenant_id == tenant_id,
-                                                        ImageRow.content_hash == content_hash)
-                                 .order_by(ImageRow.created.desc()).limit(1))
+            row = session.scalar(query.order_by(ImageRow.created.desc()).limit(1))
             return None if row is None else _image(row)
+
+    def get_image_any_tenant(self, image_id: str) -> ImageRecord:
+        """An image whatever its tenant: for the operator's command-line tools only, never for API callers."""
+        with self._transaction() as session:
+            row = session.get(ImageRow, image_id)
+            if row is None:
+                raise ImageNotFound(image_id)
+            return _image(row)
 
     def list_images(self, tenant_id: str, *, limit: int = 100, offset: int = 0) -> list[ImageRecord]:
         """The tenant's images, newest first."""

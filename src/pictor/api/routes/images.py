@@ -101,7 +101,7 @@ def _validated(model: type[_Common], fields: dict) -> _Common:
         raise RequestValidationError(error.errors()) from None
 
 
-async def _form(request: Request) -> tuple[dict[str, str], dict[str, list[bytes]]]:
+async def read_form(request: Request) -> tuple[dict[str, str], dict[str, list[bytes]]]:
     """Multipart fields as strings and files by name; `image` and `image[]` in any order."""
     try:
         form = await request.form(max_files=MAX_FORM_FILES, max_fields=64)
@@ -131,7 +131,7 @@ async def edits(request: Request, caller: Caller) -> Response:
         images = tuple(data_url_bytes(ref, "images") for ref in body.images)
         mask = data_url_bytes(body.mask, "mask") if body.mask is not None else None
     else:
-        fields, files = await _form(request)
+        fields, files = await read_form(request)
         body = _validated(EditFields, fields)
         images = tuple(files.get("image", []) + files.get("image[]", []))
         if not images:
@@ -147,7 +147,7 @@ async def edits(request: Request, caller: Caller) -> Response:
 @router.post("/v1/images/variations")
 async def variations(request: Request, caller: Caller) -> Response:
     parts = components(request)
-    fields, files = await _form(request)
+    fields, files = await read_form(request)
     body = _validated(VariationFields, fields)
     images = files.get("image", [])
     if len(images) != 1:

@@ -1,0 +1,125 @@
+"""Provenance use cases: an image's manifest, verifying any file, lineage, audit proofs, erasing a prompt.
+
+Everything is tenant-scoped: another tenant's image or audit entry is reported as not found, and a
+verified file is matched only against the caller's own images.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pictor.core import sha256_hex
+from pictor.governance.provenance import read
+from pictor.service.errors import InvalidRequest, NotFoundError
+from pictor.service.governance import Governance
+from pictor.service.inputs import ACCEPTED_FORMATS, open_image
+from pictor.storage import Database, ImageNotFound, ImageRecord, LocalBlobStore, Principal
+
+# Until the watermark issue lands, nothing is embedded, so nothing can be detected.
+NO_WATERMARK = {"detected": False, "artifact_id": None, "confidence": 0.0, "available": False}
+
+
+class ProvenanceService:
+    def __init__(self, database: Database, blobs: LocalBlobStore, governance: Governance):
+        self.database = database
+        self.blobs = blobs
+        self.governance = governance
+
+    @property
+    def trust_anchors(self) -> bytes:
+        """The PEM that verifiers should trust for Pictor's manifests."""
+        return self.governance.credentials.trust_anchors_pem
+
+    def _summary(self, data: bytes, fmt: str) -> dict[str, Any]:
+        return read(data, fmt, self.trust_anchors).to_dict()
+
+    def image_provenance(self, principal: Principal, image_id: str) -> dict[str, Any]:
+        record = self.database.get_image(principal.tenant_id, image_id)
+        return {"id": record.id, "content_hash": record.content_hash, "audit_index": record.params.get("audit_index"),
+                "c2pa": self._summary(self.blobs.get(record.content_hash), record.format)}
+
+    def verify(self, principal: Principal, data: bytes) -> dict[str, Any]:
+        """What can be said of any file: its manifest's validity, and which of the caller's images it is."""
+        image = open_image(data, "image")
+        summary = self._summary(data, ACCEPTED_FORMATS[image.format])
+        record = self.database.find_image(principal.tenant_id, sha256_hex(data))
+        match = "exact" if record is not None else None
+        claimed = (summary.get("pictor") or {}).get("artifact_id")
+        if record is None and claimed and summary["validation_state"] in ("Trusted", "Valid"):
+            try:  # re-saved with its manifest intact: the manifest still names the artifact
+                record, match = self.database.get_image(principal.tenant_id, claimed), "manifest"
+            except ImageNotFound:
+                record = None
+        return {"c2pa": summary, "image": None if record is None else {**_describe(record), "match": match},
+                "lineage": None if record is None else self.lineage(principal, record.id),
+                "watermark": NO_WATERMARK}
+
+    def lineage(self, principal: Principal, image_id: str) -> dict[str, Any]:
+        """Ancestors and descendants, each edge with the operation that made the child."""
+        root = self.database.get_image(principal.tenant_id, image_id)
+        ancestors, edges, seen = [], [], {root.id}
+        frontier = [root]
+        while frontier:
+            child = frontier.pop()
+            for parent_id in child.parents:
+                edges.append({"parent": parent_id, "child": child.id, "operation": _operation(child)})
+                if parent_id not in seen:
+                    seen.add(parent_id)
+                    parent = self.database.get_image(principal.tenant_id, parent_id)
+                    ancestors.append(_describe(parent))
+                    frontier.append(parent)
+        descendants, frontier = [], [root.id]
+        while frontier:
+            parent_id = frontier.pop()
+            for child_id in self.database.children_of(principal.tenant_id, parent_id):
+                child = self.database.get_image(principal.tenant_id, child_id)
+                edges.append({"parent": parent_id, "child": child_id, "operation": _operation(child)})
+                if child_id not in seen:
+                    seen.add(child_id)
+                    descendants.append(_describe(child))
+                    frontier.append(child_id)
+        return {"id": root.id, "ancestors": ancestors, "descendants": descendants, "edges": edges}
+
+    # ---- the audit log -------------------------------------------------------------------------
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The latest signed checkpoint (signing one first if entries are newer) and the key that signed it."""
+        audit = self.governance.audit
+        checkpoint = audit.checkpoint()
+        return {"size": checkpoint.size, "root": checkpoint.root, "checkpoint": checkpoint.note,
+                "origin": audit.origin, "public_key": audit.signer.public_key_pem(),
+                "verifier_key": audit.signer.verifier_key()}
+
+    def inclusion(self, principal: Principal, index: int, tree_size: int | None) -> dict[str, Any]:
+        """Proof that one of the caller's entries is in the log (another tenant's entry: not found)."""
+        entries = self.database.audit_entries(index, index + 1) if index >= 0 else []
+        if not entries or entries[0].entry is None or json.loads(entries[0].entry).get("tenant") != principal.tenant_id:
+            raise NotFoundError(f"No audit entry {index} for this tenant.", "index", "not_found")
+        try:
+            return self.governance.audit.inclusion(index, tree_size)
+        except ValueError as error:
+            raise InvalidRequest(str(error), "tree_size", "invalid_tree_size") from None
+
+    def consistency(self, old_size: int, new_size: int | None) -> dict[str, Any]:
+        try:
+            return self.governance.audit.consistency(old_size, new_size)
+        except ValueError as error:
+            raise InvalidRequest(str(error), "old_size", "invalid_tree_size") from None
+
+    def erase_prompt(self, principal: Principal, image_id: str) -> dict[str, Any]:
+        """Forget an image's prompt (and the salt of its hash); the audit log stays verifiable."""
+        self.database.get_image(principal.tenant_id, image_id)  # tenant check first
+        record = self.database.erase_prompt(image_id)
+        return {"id": record.id, "prompt_erased": True}
+
+
+def _operation(record: ImageRecord) -> str:
+    return str(record.params.get("kind", "unknown"))
+
+
+def _describe(record: ImageRecord) -> dict[str, Any]:
+    return {"id": record.id, "created": int(record.created.timestamp()), "operation": _operation(record),
+            "model": record.model, "seed": record.seed, "format": record.format,
+            "size": f"{record.width}x{record.height}", "audit_index": record.params.get("audit_index"),
+            "prompt": record.params.get("prompt"), "parents": list(record.parents)}

@@ -1,0 +1,92 @@
+"""Deterministic replay: remake an image from its audit record and compare the pixels' hash.
+
+The entry holds everything but the prompt (kept, salted-hashed, beside it), the inputs (content-
+addressed blobs) and the model's weights hash; replay refuses with a reason rather than guess when
+one of them is gone or different.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+
+from pictor.core import ImageJob, JobKind
+from pictor.governance.audit import salted_hash
+from pictor.service.governance import pixels_hash
+from pictor.service.images import ImageService, engine_request, keep_outside_mask
+from pictor.storage import NotFound
+
+
+@dataclass
+class ReplayReport:
+    index: int
+    reproduced: bool
+    reasons: list[str] = field(default_factory=list)  # why it could not be replayed, or why it differs
+    artifact_id: str | None = None
+    expected: str | None = None
+    actual: str | None = None
+
+    def lines(self) -> list[str]:
+        head = (f"audit entry {self.index} ({self.artifact_id}): "
+                + ("reproduced, same pixels hash" if self.reproduced else "NOT reproduced"))
+        return [head, *(f"  {reason}" for reason in self.reasons),
+                *([f"  expected {self.expected}", f"  actual   {self.actual}"] if self.actual else [])]
+
+
+def replay(service: ImageService, index: int) -> ReplayReport:
+    """Remake the image of audit entry `index` with the same model, inputs, parameters and seed."""
+    rows = service.database.audit_entries(index, index + 1) if index >= 0 else []
+    if not rows or rows[0].entry is None:
+        return ReplayReport(index, False, [f"there is no final audit entry {index}"])
+    entry = json.loads(rows[0].entry)
+    if entry.get("event") != "image":
+        return ReplayReport(index, False, [f"entry {index} records a '{entry.get('event')}' event, not an image"])
+    report = ReplayReport(index, False, artifact_id=entry["artifact_id"], expected=entry.get("pixels_hash"))
+    try:
+        record = service.database.get_image(entry["tenant"], entry["artifact_id"])
+    except NotFound:
+        report.reasons.append("its image record is gone")
+        return report
+    prompt = record.params.get("prompt", "")
+    salt = service.database.prompt_salt(record.id)
+    if "prompt_erased" in record.params or salt is None:
+        report.reasons.append("its prompt was erased on request")
+        return report
+    if salted_hash(prompt, salt) != entry["prompt_hash"]:
+        report.reasons.append("the stored prompt does not match the audited prompt hash")
+        return report
+    params = entry["parameters"]
+    try:
+        worker = service.registry.worker(entry["model"])
+    except LookupError:
+        report.reasons.append(f"the model '{entry['model']}' is not served here")
+        return report
+    backend = worker.backend
+    if backend.weights_hash != entry["weights_hash"]:
+        report.reasons.append(f"the model's weights changed ({entry['weights_hash'][:12]} then, "
+                              f"{backend.weights_hash[:12]} now)")
+        return report
+    try:
+        images = tuple(service.blobs.get(digest) for digest in params["input_hashes"])
+        mask = service.blobs.get(params["mask_hash"]) if params.get("mask_hash") else None
+    except NotFound:
+        report.reasons.append("an input image is no longer stored")
+        return report
+    job = ImageJob(kind=JobKind(params["kind"]), prompt=prompt, images=images, mask=mask, size=params["size"],
+                   seed=params["seed"], quality=params["quality"], output_format=params["output_format"],
+                   output_compression=params["output_compression"], background=params["background"],
+                   model=entry["model"], tenant_id=entry["tenant"])
+    plan = asyncio.run(service.prepare(job))
+    result = worker.submit(engine_request(plan, params["seed"])).result()
+    image = result.image if plan.mask is None else keep_outside_mask(result.image, plan.sources[0], plan.mask)
+    report.actual = pixels_hash(image)
+    report.reproduced = report.actual == report.expected
+    if not report.reproduced:
+        device = backend.device.split(":")[0]
+        if device != entry.get("device"):
+            report.reasons.append(f"made on {entry.get('device')}, replayed on {device}: kernels differ by device")
+        if not entry.get("batch_invariant", True):
+            report.reasons.append("the server batched requests (batch_invariant off), so the result depended on "
+                                  "what shared its batch")
+    return report
