@@ -310,3 +310,32 @@ def png_chunk(data: bytes, kind: bytes) -> bytes:
             return data[pos:pos + 12 + length]
         pos += 12 + length
     raise AssertionError(f"no {kind!r} chunk")
+
+
+def test_a_crash_between_reservation_and_record_leaves_a_verifiable_log(tmp_path):
+    """kill -9 while a request holds an audit reservation (reserved, signed, not yet recorded): the restarted
+    server closes it as a void entry, and the log verifies with every later entry under a checkpoint."""
+    from pictor.storage import Database
+
+    running = start_server(tmp_path)
+    generate(running, seed=90)
+    database = Database(f"sqlite:///{running.data_dir / 'pictor.db'}")
+    (reserved,) = database.reserve_audit(1)  # what ImageService does right before signing
+    database.close()
+    running.process.kill()
+    running.process.wait(timeout=10)
+
+    restarted = start_server(tmp_path)
+    restarted.demo_key = running.demo_key  # printed on the first start only
+    try:
+        generate(restarted, seed=91)
+        with httpx.Client(base_url=restarted.url, headers={"authorization": f"Bearer {restarted.demo_key}"}) as http:
+            size, _ = checkpoint_root(http.get("/v1/audit/checkpoint").json())
+        assert size == reserved + 2
+    finally:
+        restarted.stop()
+    with closing(sqlite3.connect(restarted.data_dir / "pictor.db")) as db:
+        status, entry = db.execute("SELECT status, entry FROM audit_entries WHERE idx = ?", (reserved,)).fetchone()
+    assert status == "void" and '"event":"void"' in entry
+    done = run_cli("audit", "verify", "--data-dir", str(restarted.data_dir))
+    assert done.returncode == 0, done.stdout + done.stderr
