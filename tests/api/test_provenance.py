@@ -255,9 +255,14 @@ def test_inclusion_and_consistency_proofs_verify_independently(server, http):
 
 def test_audit_verify_passes_and_catches_a_changed_entry(server, http, tmp_path):
     generate(server, seed=50)
+    generate(server, seed=51)
     http.get("/v1/audit/checkpoint")  # every entry so far under a signed checkpoint
     done = run_cli("audit", "verify", "--data-dir", str(server.data_dir))
     assert done.returncode == 0, done.stdout + done.stderr
+    exported = run_cli("audit", "export", str(tmp_path / "export"), "--data-dir", str(server.data_dir))
+    assert exported.returncode == 0, exported.stderr
+    lines = (tmp_path / "export" / "entries.jsonl").read_text().splitlines()
+    assert len(lines) >= 2 and (tmp_path / "export" / "public_key.pem").read_text().startswith("-----BEGIN")
 
     copy = tmp_path / "data"
     shutil.copytree(server.data_dir, copy)
@@ -267,7 +272,7 @@ def test_audit_verify_passes_and_catches_a_changed_entry(server, http, tmp_path)
         db.commit()
     done = run_cli("audit", "verify", "--data-dir", str(copy))
     assert done.returncode == 1
-    assert "changed" in done.stdout and "1" in done.stdout
+    assert "changed" in done.stdout and "entry 1" in done.stdout, done.stdout
 
 
 def test_replay_remakes_the_same_pixels_and_erasure_stops_it(server, http):
