@@ -344,3 +344,22 @@ def test_a_crash_between_reservation_and_record_leaves_a_verifiable_log(tmp_path
     assert status == "void" and '"event":"void"' in entry
     done = run_cli("audit", "verify", "--data-dir", str(restarted.data_dir))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_an_operator_chain_and_key_sign_instead_of_the_made_ca(tmp_path):
+    from pictor.governance.credentials import load_or_create
+
+    own = tmp_path / "operator-pki"
+    load_or_create(own, organisation="Operator Inc")  # stands in for the operator's own CA and leaf
+    (tmp_path / "server").mkdir()
+    running = start_server(tmp_path / "server", {"PICTOR_SIGNING_CHAIN": str(own / "signing.pem"),
+                                                 "PICTOR_SIGNING_KEY": str(own / "signing.key"),
+                                                 "PICTOR_SIGNING_ANCHORS": str(own / "root-ca.pem")})
+    try:
+        served = httpx.get(f"{running.url}/v1/provenance/trust_anchors", timeout=10).content
+        _, data = generate(running, seed=3)
+    finally:
+        running.stop()
+    assert served == (own / "root-ca.pem").read_bytes()
+    assert c2pa_state(data, "image/png", served) == "Trusted"
+    assert not (running.data_dir / "provenance").exists()  # no CA of Pictor's own was made
