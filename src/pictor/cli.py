@@ -218,6 +218,34 @@ def cmd_replay(args: argparse.Namespace) -> int:
         database.close()
 
 
+def cmd_tenants(args: argparse.Namespace) -> int:
+    from pictor.governance.badge import BadgeSettings
+    from pictor.storage import TenantNotFound
+
+    database, _ = _database(_settings(args))
+    try:
+        tenant = database.tenant_by_name(args.tenant)
+        if args.action == "badge":
+            if args.off:
+                changes = {"badge": None}
+            else:
+                badge = BadgeSettings(**{k: v for k, v in (("text", args.text), ("corner", args.corner),
+                                                            ("size", args.size), ("opacity", args.opacity))
+                                         if v is not None})
+                changes = {"badge": badge.to_dict()}
+            database.update_tenant_settings(tenant.id, changes)
+        print(json.dumps(database.tenant_settings(tenant.id), indent=2))
+        return 0
+    except TenantNotFound:
+        print(f"pictor: no tenant named {args.tenant!r}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"pictor: {error}", file=sys.stderr)
+        return 2
+    finally:
+        database.close()
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from pictor.storage import ApiKeyNotFound, TenantNotFound
 
@@ -348,6 +376,21 @@ def build_parser() -> argparse.ArgumentParser:
     replay_cmd.add_argument("--data-dir")
     replay_cmd.add_argument("--config")
     replay_cmd.set_defaults(func=cmd_replay)
+
+    tenants = sub.add_parser("tenants", help="a tenant's governance settings (the visible badge)")
+    tenants_sub = tenants.add_subparsers(dest="action", required=True)
+    for action in ("show", "badge"):
+        p = tenants_sub.add_parser(action)
+        p.add_argument("--tenant", required=True)
+        p.add_argument("--data-dir")
+        p.add_argument("--config")
+        if action == "badge":
+            p.add_argument("--off", action="store_true", help="no badge (the default)")
+            p.add_argument("--text", help="the label, e.g. 'AI-generated'")
+            p.add_argument("--corner", choices=("top-left", "top-right", "bottom-left", "bottom-right"))
+            p.add_argument("--size", type=float, help="text height as a fraction of the short side (0.05)")
+            p.add_argument("--opacity", type=float, help="0.1..1 (0.85)")
+    tenants.set_defaults(func=cmd_tenants)
 
     models = sub.add_parser("models", help="list the models this installation serves")
     models.add_argument("--config")

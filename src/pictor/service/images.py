@@ -21,6 +21,7 @@ from PIL import Image
 from pictor.core import Artifact, ImageJob, JobKind, new_image_id, sha256_hex
 from pictor.engine.protocol import EngineRequest, EngineResult
 from pictor.engine.registry import ModelNotFound, ModelRegistry
+from pictor.governance.badge import BadgeSettings, apply_badge
 from pictor.governance.provenance import Parent
 from pictor.service.encoding import encode
 from pictor.service.errors import InvalidRequest, ModelFailure, UnknownModel
@@ -261,12 +262,15 @@ class ImageService:
         parent_ids = tuple(parent.title for parent in parents)
         params = {**job.parameters(), "job_id": receipt.job_id}
         backend = self.registry.worker(model).backend
+        badge = BadgeSettings.from_settings(self.database.tenant_settings(principal.tenant_id))
         produced = []
         for position, result in enumerate(results):
             artifact_id = new_image_id()
-            encoded = encode(result.image, job.output_format, job.output_compression)
+            final = self._marked(result.image, plan, badge)
+            encoded = encode(final, job.output_format, job.output_compression)
             data = receipt.sign(position, artifact_id, encoded, job.output_format, prompt=job.prompt, model=model,
-                                weights_hash=backend.weights_hash, seed=result.seed, parents=parents)
+                                weights_hash=backend.weights_hash, seed=result.seed, parents=parents,
+                                actions=[badge.action()] if badge else [])
             artifact = Artifact(id=artifact_id, data=data, format=job.output_format, width=result.image.width,
                                 height=result.image.height, model=model, seed=result.seed, parents=parent_ids,
                                 tenant_id=principal.tenant_id, audit_index=receipt.indexes[position])
@@ -276,7 +280,7 @@ class ImageService:
                 "parameters": {**unsalted, "seed": result.seed, "steps": plan.steps, "size": plan.size},
                 "parents": list(parent_ids), "weights_hash": backend.weights_hash,
                 "pixels_hash": pixels_hash(result.image), "device": backend.device.split(":")[0],
-                "batch_invariant": backend.batch_invariant})
+                "batch_invariant": backend.batch_invariant, "badge": badge.to_dict() if badge else None})
             produced.append(ProducedImage(artifact, result.seed, result.revised_prompt, result.unknown_words))
         records = [(upload, {"kind": "upload"}) for upload in uploads]
         records += [(item.artifact, {**params, "seed": item.seed, "audit_index": item.artifact.audit_index})
@@ -288,6 +292,18 @@ class ImageService:
         self.database.record_images(records, key_id=principal.key_id, user=job.user, audit=receipt.entries(),
                                     salts=receipt.salts)
         return produced
+
+    @staticmethod
+    def _marked(image: Image.Image, plan: Plan, badge: BadgeSettings | None) -> Image.Image:
+        """The governance marks, in order: the tenant's visible badge, then the invisible watermark.
+
+        Under a hard mask the marks stay inside the editable area (the badge excepted: a tenant that asks
+        for it gets it), so the input's own pixels outside the mask are still returned byte for byte.
+        """
+        marked = apply_badge(image, badge) if badge else image
+        if plan.mask is not None and badge is None:
+            marked = keep_outside_mask(marked, image, plan.mask)
+        return marked
 
     def _usage(self, job: ImageJob, sources: list[Image.Image], width: int, height: int) -> dict:
         text = text_tokens(job.prompt)

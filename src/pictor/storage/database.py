@@ -29,6 +29,7 @@ from pictor.storage.tables import (
     ImageRow,
     PromptSaltRow,
     TenantRow,
+    TenantSettingsRow,
     UTCDateTime,
     utcnow,
 )
@@ -204,6 +205,26 @@ class Database:
                 return self.create_tenant(name)
             except TenantExists:  # created concurrently between the two calls
                 return self.tenant_by_name(name)
+
+    def tenant_settings(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's governance settings ({} when none were set)."""
+        with self._transaction() as session:
+            row = session.get(TenantSettingsRow, tenant_id)
+            return dict(row.settings) if row is not None else {}
+
+    def update_tenant_settings(self, tenant_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge `changes` into the tenant's settings (a value of None removes that key); returns the result."""
+        with self._transaction() as session:
+            if session.get(TenantRow, tenant_id) is None:
+                raise TenantNotFound(tenant_id)
+            row = session.get(TenantSettingsRow, tenant_id)
+            merged = {**(row.settings if row is not None else {}), **changes}
+            merged = {key: value for key, value in merged.items() if value is not None}
+            if row is None:
+                session.add(TenantSettingsRow(tenant_id=tenant_id, settings=merged))
+            else:
+                row.settings, row.updated = merged, utcnow()
+            return merged
 
     # API keys
 

@@ -128,3 +128,13 @@ class PromptSaltRow(Base):
     subject: Mapped[str] = mapped_column(String(64), primary_key=True)
     salt: Mapped[str] = mapped_column(String(64))
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TenantSettingsRow(Base):
+    """Per-tenant governance settings (e.g. the visible badge); a table of its own so older databases gain it."""
+
+    __tablename__ = "tenant_settings"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
