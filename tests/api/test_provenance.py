@@ -11,7 +11,6 @@ import hashlib
 import io
 import shutil
 import sqlite3
-import struct
 from collections.abc import Iterator
 from contextlib import closing
 
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from PIL import Image
+from png_chunks import png_chunk
 
 from .helpers import Server, alpha_mask, decode, png_bytes, run_cli, start_server
 
@@ -305,16 +305,6 @@ def test_pictor_verify_cli(server, tmp_path):
     Image.new("RGB", (32, 32), "white").save(plain)
     done = run_cli("verify", str(plain), "--data-dir", str(server.data_dir))
     assert done.returncode == 1 and "no manifest" in done.stdout
-
-
-def png_chunk(data: bytes, kind: bytes) -> bytes:
-    pos = 8
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        if data[pos + 4:pos + 8] == kind:
-            return data[pos:pos + 12 + length]
-        pos += 12 + length
-    raise AssertionError(f"no {kind!r} chunk")
 
 
 def test_a_crash_between_reservation_and_record_leaves_a_verifiable_log(tmp_path):

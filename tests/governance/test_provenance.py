@@ -4,7 +4,6 @@ import datetime as dt
 import io
 import json
 import stat
-import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import c2pa
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from PIL import Image
+from png_chunks import png_chunk
 
 from pictor.governance import credentials as creds_module
 from pictor.governance.credentials import SigningCredentials, from_callback, from_files, load_or_create
@@ -138,17 +138,6 @@ def test_one_changed_pixel_invalidates_the_manifest(credentials):
     assert "assertion.dataHash.mismatch" in summary.errors
     assert summary.pictor["artifact_id"] == "t1"  # still readable, just not valid
     assert c2pa_state(tampered, "image/png", credentials.trust_anchors_pem) == "Invalid"
-
-
-def png_chunk(data: bytes, kind: bytes) -> bytes:
-    """The whole chunk (length, type, data, CRC) of the first `kind` chunk."""
-    pos = 8
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        if data[pos + 4:pos + 8] == kind:
-            return data[pos:pos + 12 + length]
-        pos += 12 + length
-    raise AssertionError(f"no {kind!r} chunk")
 
 
 def test_image_without_manifest(credentials):
