@@ -50,6 +50,9 @@ class TrainConfig:
     time_shift: float = 3.0  # noise-level shift in training and in the shipped scheduler
     stop_at: int | None = None  # end the run here without changing the schedule (see configs/)
     schedule_from: int = 0  # a resumed phase's own warmup and cosine start at this step
+    # Clean-image loss weight max(1, min(SNR, low_noise_weight)), SNR = ((1 - t) / t)^2: uniform at high noise,
+    # up to this factor at low noise, where edges (a star's points) decide the shape; 1 = uniform.
+    low_noise_weight: float = 1.0
     checkpoint_every: int = 500
     device: str = "auto"  # auto / cpu / cuda
     bf16: bool = True  # on CUDA only
@@ -97,7 +100,7 @@ def shifted_time(t: torch.Tensor, shift: float) -> torch.Tensor:
 
 def rectified_flow_loss(unet: EmbeddedUNet, text_encoder: EmbeddedTextEncoder, tokenizer: WorldTokenizer,
                         batch, generator: torch.Generator, device: torch.device,
-                        time_shift: float = 1.0) -> torch.Tensor:
+                        time_shift: float = 1.0, low_noise_weight: float = 1.0) -> torch.Tensor:
     x0 = batch.target.to(device)
     b = x0.shape[0]
     noise = torch.randn(x0.shape, generator=generator).to(device)
@@ -113,6 +116,9 @@ def rectified_flow_loss(unet: EmbeddedUNet, text_encoder: EmbeddedTextEncoder, t
         # unweighted clean-image loss hardly notices a star drawn as a blob, edges then count fully.
         _, c_out = unet.preconditioning(t)
         error = error / c_out.float().pow(2)[:, None, None, None]
+    elif low_noise_weight > 1:
+        snr = ((1 - t) / t.clamp(min=1e-4)).pow(2)
+        error = error * snr.clamp(1.0, low_noise_weight).float()[:, None, None, None]
     return error.mean()
 
 
@@ -198,7 +204,8 @@ def train(config: TrainConfig, run_dir: str | Path, export_to: str | Path | None
         for group in optimizer.param_groups:
             group["lr"] = _lr(step, config)
         with autocast:
-            loss = rectified_flow_loss(forward, text_encoder, tokenizer, batch, generator, device, config.time_shift)
+            loss = rectified_flow_loss(forward, text_encoder, tokenizer, batch, generator, device, config.time_shift,
+                                      config.low_noise_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
