@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from pictor.embedded.data import DataConfig, make_batch
+from pictor.embedded.data import DataConfig, batches, make_batch
 from pictor.embedded.train import ModelConfig, TrainConfig, export_checkpoint, train
 from pictor.engine.loading import load_model_folder
 
@@ -40,3 +40,27 @@ def test_batches_are_a_function_of_seed_and_step():
     assert torch.equal(first.target, again.target) and first.texts == again.texts
     assert not torch.equal(first.target, other.target)
     assert set(first.task.tolist()) <= {0, 1, 2}
+
+
+def test_worker_processes_render_the_same_batches_in_the_same_order():
+    config = DataConfig(resolution=32)
+    direct = list(batches(2, 3, 9, 4, config))
+    parallel = list(batches(2, 3, 9, 4, config, workers=2))
+    assert [b.texts for b in parallel] == [b.texts for b in direct]
+    assert all(torch.equal(a.target, b.target) and torch.equal(a.condition, b.condition)
+               for a, b in zip(direct, parallel))
+
+
+def test_a_model_over_the_file_limit_ships_in_shards(tmp_path):
+    """Weights are split into files under a size limit (16 MiB in the package) and load back whole."""
+    from pictor.embedded.tokenizer import WorldTokenizer
+    from pictor.embedded.train import build_models, export_pipeline
+
+    tokenizer = WorldTokenizer.build()
+    unet, text_encoder = build_models(tiny_config(1), tokenizer)
+    export_pipeline(unet, text_encoder, tokenizer, tmp_path / "model", max_shard_size="50KB")
+    shards = sorted((tmp_path / "model" / "unet").glob("*.safetensors"))
+    assert len(shards) > 1 and all(path.stat().st_size < 60_000 for path in shards)
+    loaded = load_model_folder(tmp_path / "model").unet.state_dict()
+    original = unet.half().state_dict()
+    assert all(torch.equal(loaded[k].half(), original[k]) for k in original)

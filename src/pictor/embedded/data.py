@@ -46,6 +46,11 @@ class Batch:
     task: torch.Tensor  # (B,) long
     texts: list[str]
 
+    def pin_memory(self) -> Batch:
+        """Called by the DataLoader's pinning thread, so host-to-GPU copies can overlap compute."""
+        return Batch(self.target.pin_memory(), self.condition.pin_memory(), self.mask.pin_memory(), self.task,
+                     self.texts)
+
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
@@ -129,3 +134,31 @@ def make_batch(seed: int, step: int, batch_size: int, config: DataConfig) -> Bat
         texts.append(text)
     return Batch(torch.stack(targets), torch.stack(conditions), torch.stack(masks),
                  torch.tensor(tasks, dtype=torch.long), texts)
+
+
+class BatchStream(torch.utils.data.IterableDataset):
+    """The batches of steps [start, end) in order, rendered by DataLoader worker processes.
+
+    Worker k renders steps start+k, start+k+W, ...; the DataLoader takes one batch from each worker in
+    turn, so the order (and every batch) is exactly what `make_batch` gives in a single process.
+    """
+
+    def __init__(self, seed: int, start: int, end: int, batch_size: int, config: DataConfig):
+        super().__init__()
+        self.seed, self.start, self.end, self.batch_size, self.config = seed, start, end, batch_size, config
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(self.start + worker, self.end, workers):
+            yield make_batch(self.seed, step, self.batch_size, self.config)
+
+
+def batches(seed: int, start: int, end: int, batch_size: int, config: DataConfig, workers: int = 0,
+            pin_memory: bool = False):
+    """Iterate the training batches of steps [start, end); with `workers` > 0, rendered in parallel processes."""
+    if workers <= 0:
+        return (make_batch(seed, step, batch_size, config) for step in range(start, end))
+    stream = BatchStream(seed, start, end, batch_size, config)
+    return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4,
+                                            pin_memory=pin_memory, persistent_workers=False))

@@ -20,7 +20,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from tqdm import tqdm
 
-from pictor.embedded.data import DataConfig, make_batch
+from pictor.embedded.data import DataConfig, batches
 from pictor.embedded.network import EmbeddedTextEncoder, EmbeddedUNet
 from pictor.embedded.pipeline import PictorEmbeddedPipeline
 from pictor.embedded.tokenizer import WorldTokenizer
@@ -58,6 +58,7 @@ class TrainConfig:
     bf16: bool = True  # on CUDA only
     compile: bool = False
     threads: int = 0  # CPU threads; 0 = torch's default
+    data_workers: int = 0  # processes rendering batches ahead (a GPU needs many; 0 = render in the loop)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
@@ -131,13 +132,16 @@ def _lr(step: int, config: TrainConfig) -> float:
 
 
 def export_pipeline(unet: EmbeddedUNet, text_encoder: EmbeddedTextEncoder, tokenizer: WorldTokenizer,
-                    path: str | Path, time_shift: float = 1.0) -> PictorEmbeddedPipeline:
-    """Save as a pipeline folder, weights in float16 (half the size; loaded back as float32)."""
+                    path: str | Path, time_shift: float = 1.0, max_shard_size: str = "15MB") -> PictorEmbeddedPipeline:
+    """Save as a pipeline folder, weights in float16 (half the size; loaded back as float32).
+
+    Weight files are sharded below `max_shard_size`, so a larger model still ships as files under 16 MiB.
+    """
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=time_shift)
     pipe = PictorEmbeddedPipeline(unet=unet.cpu().eval().half(), text_encoder=text_encoder.cpu().eval().half(),
                                   scheduler=scheduler)
     pipe.tokenizer = tokenizer
-    pipe.save_pretrained(path)
+    pipe.save_pretrained(path, max_shard_size=max_shard_size)
     unet.float()
     text_encoder.float()
     return pipe
@@ -198,8 +202,9 @@ def train(config: TrainConfig, run_dir: str | Path, export_to: str | Path | None
     bar = tqdm(range(start, end), initial=start, total=config.steps, disable=not progress,
                desc="train", dynamic_ncols=True)
     started, running = time.time(), None
-    for step in bar:
-        batch = make_batch(config.seed, step, config.batch_size, config.data)
+    stream = batches(config.seed, start, end, config.batch_size, config.data, config.data_workers,
+                     pin_memory=device.type == "cuda")
+    for step, batch in zip(bar, stream):
         generator = torch.Generator().manual_seed(config.seed * 7919 + step)
         for group in optimizer.param_groups:
             group["lr"] = _lr(step, config)
