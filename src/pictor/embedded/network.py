@@ -126,8 +126,7 @@ class EmbeddedUNet(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, channels: tuple[int, ...] = (48, 96, 160), patch: int = 2, context_dim: int = 128,
                  heads: int = 4, self_attention_levels: tuple[int, ...] = (2,),
-                 cross_attention_levels: tuple[int, ...] = (1, 2), sample_size: int = 64,
-                 sigma_data: float = 0.0):
+                 cross_attention_levels: tuple[int, ...] = (1, 2), sample_size: int = 64):
         super().__init__()
         self.patch = patch
         image_ch = 3 * patch * patch
@@ -166,16 +165,6 @@ class EmbeddedUNet(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def preconditioning(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """EDM's c_skip and c_out for the flow x_t = (1 - t) x0 + t noise (Karras et al. 2022, appendix B.6).
-
-        The clean image is c_skip * x_t + c_out * F: at low noise mostly the input itself, so the
-        network adds detail instead of redrawing the whole image through its 16x16 bottleneck.
-        """
-        sd = self.config.sigma_data
-        scale = ((1 - t) ** 2 * sd**2 + t**2).sqrt()
-        return (1 - t) * sd**2 / scale**2, t * sd / scale
-
     @staticmethod
     def _attend(block: nn.Module, x: torch.Tensor, context: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         return x if isinstance(block, nn.Identity) else block(x, context, keep)
@@ -204,8 +193,4 @@ class EmbeddedUNet(ModelMixin, ConfigMixin):
             x = self._attend(attn, res(torch.cat([x, skips.pop()], dim=1), emb), context, context_keep)
             if not isinstance(up, nn.Identity):
                 x = up(F.interpolate(x, scale_factor=2, mode="nearest"))
-        out = F.pixel_shuffle(self.out(F.silu(self.out_norm(x))), p)
-        if not self.config.sigma_data:
-            return out
-        c_skip, c_out = (c.to(out.dtype)[:, None, None, None] for c in self.preconditioning(t))
-        return c_skip * noisy + c_out * out
+        return F.pixel_shuffle(self.out(F.silu(self.out_norm(x))), p)

@@ -35,7 +35,6 @@ class ModelConfig:
     heads: int = 4
     self_attention_levels: tuple[int, ...] = (1, 2)
     cross_attention_levels: tuple[int, ...] = (0, 1, 2)
-    sigma_data: float = 0.0  # > 0: skip-connected output (see EmbeddedUNet.preconditioning)
 
 
 @dataclass
@@ -85,7 +84,7 @@ def build_models(config: TrainConfig, tokenizer: WorldTokenizer) -> tuple[Embedd
     unet = EmbeddedUNet(channels=m.channels, patch=m.patch, context_dim=m.text_width, heads=m.heads,
                         self_attention_levels=m.self_attention_levels,
                         cross_attention_levels=m.cross_attention_levels,
-                        sample_size=config.data.resolution, sigma_data=m.sigma_data)
+                        sample_size=config.data.resolution)
     return unet, text_encoder
 
 
@@ -112,12 +111,7 @@ def rectified_flow_loss(unet: EmbeddedUNet, text_encoder: EmbeddedTextEncoder, t
     predicted = unet(xt, t, batch.condition.to(device), batch.mask.to(device), batch.task.to(device),
                      states, pooled, keep)
     error = (predicted.float() - x0.float()).pow(2)
-    if unet.config.sigma_data:
-        # The loss of the network's own output (EDM's weighting 1 / c_out^2): at low noise, where an
-        # unweighted clean-image loss hardly notices a star drawn as a blob, edges then count fully.
-        _, c_out = unet.preconditioning(t)
-        error = error / c_out.float().pow(2)[:, None, None, None]
-    elif low_noise_weight > 1:
+    if low_noise_weight > 1:
         snr = ((1 - t) / t.clamp(min=1e-4)).pow(2)
         error = error * snr.clamp(1.0, low_noise_weight).float()[:, None, None, None]
     return error.mean()
