@@ -125,8 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _governance(settings, database, data):
     from pictor.service.governance import Governance
 
-    return Governance.open(data.root, database, settings.audit_origin, settings.audit_checkpoint_every,
-                           settings.signing_chain, settings.signing_key, settings.signing_anchors)
+    return Governance.from_settings(settings, data.root, database)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -234,6 +233,8 @@ def cmd_tenants(args: argparse.Namespace) -> int:
                                          if v is not None})
                 changes = {"badge": badge.to_dict()}
             database.update_tenant_settings(tenant.id, changes)
+        elif args.action == "moderation":
+            database.update_tenant_settings(tenant.id, {"moderation_level": args.level})
         print(json.dumps(database.tenant_settings(tenant.id), indent=2))
         return 0
     except TenantNotFound:
@@ -377,9 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay_cmd.add_argument("--config")
     replay_cmd.set_defaults(func=cmd_replay)
 
-    tenants = sub.add_parser("tenants", help="a tenant's governance settings (the visible badge)")
+    tenants = sub.add_parser("tenants", help="a tenant's governance settings (visible badge, content policy level)")
     tenants_sub = tenants.add_subparsers(dest="action", required=True)
-    for action in ("show", "badge"):
+    for action in ("show", "badge", "moderation"):
         p = tenants_sub.add_parser(action)
         p.add_argument("--tenant", required=True)
         p.add_argument("--data-dir")
@@ -390,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--corner", choices=("top-left", "top-right", "bottom-left", "bottom-right"))
             p.add_argument("--size", type=float, help="text height as a fraction of the short side (0.05)")
             p.add_argument("--opacity", type=float, help="0.1..1 (0.85)")
+        if action == "moderation":
+            p.add_argument("--level", required=True, choices=("strict", "standard", "low"),
+                           help="the policy level of `moderation=auto` requests (default standard)")
     tenants.set_defaults(func=cmd_tenants)
 
     models = sub.add_parser("models", help="list the models this installation serves")

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     signing_anchors: Path | None = None
     audit_origin: str = "pictor.local/audit"  # the checkpoints' origin line: name this log uniquely
     audit_checkpoint_every: int = 100  # entries; a checkpoint is also signed a minute after the last one
+    policy_file: Path | None = None  # the content policy (TOML); default: the shipped policies/default.toml
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides) -> Settings:

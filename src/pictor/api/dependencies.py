@@ -64,8 +64,7 @@ class Components:
         database = Database(settings.database_url or data.database_url)
         blobs = LocalBlobStore(data.blobs)
         registry = registry or default_registry(settings)
-        governance = Governance.open(data.root, database, settings.audit_origin, settings.audit_checkpoint_every,
-                                     settings.signing_chain, settings.signing_key, settings.signing_anchors)
+        governance = Governance.from_settings(settings, data.root, database)
         governance.audit.void_pending()  # requests that a crash cut short: their reservations become void entries
         keyless = None
         if settings.keyless:

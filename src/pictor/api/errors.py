@@ -14,7 +14,8 @@ from pictor.storage import NotFound
 
 log = logging.getLogger(__name__)
 
-STATUS_BY_KIND = {"invalid_request": 400, "not_found": 404, "model_not_found": 404, "model_failure": 500}
+STATUS_BY_KIND = {"invalid_request": 400, "not_found": 404, "model_not_found": 404, "model_failure": 500,
+                  "moderation_blocked": 400}
 
 
 class ApiError(Exception):
@@ -27,13 +28,15 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+def error_body(message: str, type_: str, param: str | None = None, code: str | None = None,
+               details: dict | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code, **(details or {})}}
 
 
 def error_response(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
-                   code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(message, type_, param, code), status_code=status, headers=headers)
+                   code: str | None = None, headers: dict[str, str] | None = None,
+                   details: dict | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, type_, param, code, details), status_code=status, headers=headers)
 
 
 def _validation_param(error: dict) -> str | None:
@@ -50,7 +53,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def service_error(_: Request, error: ServiceError) -> JSONResponse:
         status = STATUS_BY_KIND.get(error.kind, 400)
         type_ = "server_error" if status >= 500 else "invalid_request_error"
-        return error_response(status, error.message, type_, error.param, error.code)
+        return error_response(status, error.message, type_, error.param, error.code, details=error.details)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, error: NotFound) -> JSONResponse:

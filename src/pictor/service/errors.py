@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from pictor.core import Decision
+
 
 class ServiceError(Exception):
     """A refusal with a message for the user, the offending parameter, and a stable code."""
 
     kind = "invalid_request"
 
-    def __init__(self, message: str, param: str | None = None, code: str | None = None):
+    def __init__(self, message: str, param: str | None = None, code: str | None = None,
+                 details: dict | None = None):
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        self.details = details  # extra fields for the error object (e.g. moderation_details)
 
 
 class InvalidRequest(ServiceError):
@@ -33,3 +37,17 @@ class UnknownModel(ServiceError):
 
 class ModelFailure(ServiceError):
     kind = "model_failure"
+
+
+class ModerationBlocked(ServiceError):
+    """The content policy refused the request: which stage and categories, and the rule's reason (never the terms)."""
+
+    kind = "moderation_blocked"
+
+    def __init__(self, decision: Decision, policy_version: str):
+        message = (f"Your request was rejected by this server's content policy (version {policy_version}): "
+                   f"{decision.reason}")
+        super().__init__(message, None, "moderation_blocked",
+                         {"moderation_details": {"stage": decision.stage, "categories": list(decision.categories),
+                                                 "rule_ids": list(decision.rule_ids),
+                                                 "policy_version": policy_version}})

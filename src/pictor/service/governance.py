@@ -16,10 +16,12 @@ from typing import Any
 
 from PIL import Image
 
-from pictor.core import Artifact
+from pictor.config import Settings
+from pictor.core import Artifact, Decision
 from pictor.governance import credentials as signing
 from pictor.governance.audit import AuditLog, new_salt, salted_hash
 from pictor.governance.checkpoint import CheckpointSigner
+from pictor.governance.policy import Policy
 from pictor.governance.provenance import Parent, ProvenanceClaim, sign
 from pictor.storage import Database
 
@@ -39,11 +41,36 @@ def pixels_hash(image: Image.Image) -> str:
 class Governance:
     credentials: signing.SigningCredentials
     audit: AuditLog
-    policy_version: str | None = None  # set by the content policy once one is configured
+    policy: Policy = field(default_factory=Policy.load)
+
+    @property
+    def policy_version(self) -> str:
+        return self.policy.version
+
+    def level(self, moderation: str, tenant_settings: dict[str, Any]) -> str:
+        """The policy level of a request: `moderation=auto` is the tenant's level, `low` relaxes it (a tenant
+        set to `strict` stays strict: a regulated tenant's choice outranks a request's)."""
+        tenant_level = tenant_settings.get("moderation_level")
+        if moderation == "low" and tenant_level == "strict":
+            return "strict"
+        return self.policy.resolve_level(moderation, tenant_level)
+
+    def refuse(self, decision: Decision, *, tenant: str | None, key_id: str | None, user: str | None, kind: str,
+               texts: dict[str, str]) -> None:
+        """The audit entry of a refused request: which rules, at which stage; the texts only as salted hashes."""
+        (index,) = self.audit.reserve(1)
+        salt = new_salt()
+        item = self.audit.entry(index, {
+            "event": "refused", "tenant": tenant, "key_id": key_id, "user": user, "kind": kind,
+            "text_hashes": {name: salted_hash(text, salt) for name, text in texts.items() if text},
+            "policy": {"version": self.policy_version, "stage": decision.stage, "rule_ids": list(decision.rule_ids),
+                       "categories": list(decision.categories)}})
+        self.audit.database.finalise_audit([item], {f"audit:{index}": salt})
 
     @classmethod
     def open(cls, root: Path, database: Database, origin: str = "pictor.local/audit", checkpoint_every: int = 100,
-             chain: Path | None = None, key: Path | None = None, anchors: Path | None = None) -> Governance:
+             chain: Path | None = None, key: Path | None = None, anchors: Path | None = None,
+             policy: Path | None = None) -> Governance:
         """Credentials (the operator's, or a CA made on first start) and the audit log.
 
         Only the serving process should call `audit.void_pending()` (at start-up, before serving): from a
@@ -56,7 +83,13 @@ class Governance:
         else:
             credentials = signing.load_or_create(root / "provenance")
         signer = CheckpointSigner.load_or_create(root / "audit" / "checkpoint-key.pem", origin)
-        return cls(credentials, AuditLog(database, signer, origin, checkpoint_every=checkpoint_every))
+        return cls(credentials, AuditLog(database, signer, origin, checkpoint_every=checkpoint_every),
+                   Policy.load(policy))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, root: Path, database: Database) -> Governance:
+        return cls.open(root, database, settings.audit_origin, settings.audit_checkpoint_every, settings.signing_chain,
+                        settings.signing_key, settings.signing_anchors, settings.policy_file)
 
     def receipt(self, count: int) -> Receipt:
         return Receipt(self, self.audit.reserve(count), new_job_id())
@@ -83,14 +116,17 @@ class Receipt:
             parents=parents, extra_actions=actions)
         return sign(data, claim, self.governance.credentials)
 
-    def record(self, position: int, artifact: Artifact, fields: dict[str, Any], prompt: str) -> None:
-        """The audit entry of one stored output (the prompt only as its salted hash)."""
+    def record(self, position: int, artifact: Artifact, fields: dict[str, Any], prompt: str,
+               decisions: Sequence[Decision] = ()) -> None:
+        """The audit entry of one stored output (the prompt only as its salted hash), with the policy's decisions."""
         salt = self.salts.setdefault(artifact.id, new_salt())
         self._fields.append((self.indexes[position], {
             "event": "image", "job_id": self.job_id, "artifact_id": artifact.id, "tenant": artifact.tenant_id,
             "output_hash": artifact.content_hash, "model": artifact.model, "seed": artifact.seed,
             "prompt_hash": salted_hash(prompt, salt),
-            "policy": {"version": self.governance.policy_version, "decision": "allowed"}, **fields}))
+            "policy": {"version": self.governance.policy_version, "decision": "allowed",
+                       "checks": [{"stage": d.stage, "rule_ids": list(d.rule_ids)} for d in decisions]},
+            **fields}))
 
     def entries(self) -> list[tuple[int, str, str]]:
         return self.governance.audit.entries(self._fields)

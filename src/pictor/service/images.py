@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from pictor.core import Artifact, ImageJob, JobKind, new_image_id, sha256_hex
+from pictor.core import Artifact, Decision, ImageJob, JobKind, new_image_id, sha256_hex
 from pictor.engine.protocol import EngineRequest, EngineResult
 from pictor.engine.registry import ModelNotFound, ModelRegistry
 from pictor.governance.badge import BadgeSettings, apply_badge
 from pictor.governance.provenance import Parent
 from pictor.service.encoding import encode
-from pictor.service.errors import InvalidRequest, ModelFailure, UnknownModel
+from pictor.service.errors import InvalidRequest, ModelFailure, ModerationBlocked, UnknownModel
 from pictor.service.governance import Governance, Receipt, pixels_hash
 from pictor.service.inputs import ACCEPTED_FORMATS, editable_area, open_image
 from pictor.storage import Database, LocalBlobStore, Principal
@@ -72,6 +72,8 @@ class Plan:
     mask: Image.Image | None  # L, white where the image may change
     steps: int
     background: str  # resolved: transparent / opaque
+    level: str = "standard"  # the content policy's level for this request
+    decisions: list[Decision] = field(default_factory=list)  # the policy's input checks (all allowed)
 
     @property
     def size(self) -> str:
@@ -127,10 +129,18 @@ class ImageService:
 
     # ---- the three use cases -------------------------------------------------------------------
 
-    async def prepare(self, job: ImageJob) -> Plan:
-        """Check and decode everything a job needs, before any work: every refusal happens here."""
+    async def prepare(self, job: ImageJob, principal: Principal | None = None, moderate: bool = True) -> Plan:
+        """Check and decode everything a job needs, before any work: every refusal happens here.
+
+        `moderate=False` only for replaying an audited request, which the policy of its day already allowed.
+        """
         model = self._model(job)
+        settings = self.database.tenant_settings(job.tenant_id) if job.tenant_id else {}
+        level = self.governance.level(job.moderation, settings)
+        decisions = [self._check_text(job, level, principal)] if moderate else []
         width, height, sources, mask = await asyncio.to_thread(self._inputs, job)
+        if moderate:
+            decisions += await asyncio.to_thread(self._check_images, job, sources, level, "input", principal)
         task = {JobKind.GENERATE: "generate", JobKind.VARIATION: "variation"}.get(
             job.kind, "inpaint" if mask is not None else "edit")
         if task not in self.registry.worker(model).backend.capabilities.tasks:
@@ -138,12 +148,12 @@ class ImageService:
         keeps_alpha = mask is not None and has_alpha(sources[0])
         transparent = job.output_format != "jpeg" and (job.background == "transparent" or keeps_alpha)
         return Plan(job, model, task, width, height, sources, mask, STEPS_BY_QUALITY[job.quality],
-                    "transparent" if transparent else "opaque")
+                    "transparent" if transparent else "opaque", level, decisions)
 
     async def run(self, job: ImageJob | Plan, principal: Principal,
                   on_partial: Callable[[PartialImage], None] | None = None, partial_images: int = 0) -> ImagesResult:
         """Make, store and describe the job's images; previews go to `on_partial` if asked for."""
-        plan = job if isinstance(job, Plan) else await self.prepare(job)
+        plan = job if isinstance(job, Plan) else await self.prepare(job, principal)
         job, width, height, sources, steps = plan.job, plan.width, plan.height, plan.sources, plan.steps
         base_seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         worker = self.registry.worker(plan.model)
@@ -161,7 +171,9 @@ class ImageService:
             for future in futures:
                 future.cancel()
             raise ModelFailure(f"The model failed: {error}", None, "model_error") from error
-        produced = await asyncio.to_thread(self._store, plan, principal, results)
+        outputs = await asyncio.to_thread(self._check_images, job, [r.image for r in results], plan.level, "output",
+                                          principal)
+        produced = await asyncio.to_thread(self._store, plan, principal, results, outputs)
         return ImagesResult(
             created=int(time.time()),
             images=produced,
@@ -187,6 +199,27 @@ class ImageService:
             task.cancel()
 
     # ---- steps ---------------------------------------------------------------------------------
+
+    def _check_text(self, job: ImageJob, level: str, principal: Principal | None) -> Decision:
+        texts = {"prompt": job.prompt}
+        decision = self.governance.policy.evaluate(texts, level, "input")
+        if decision.blocked:
+            self._refuse(job, decision, principal, texts)
+        return decision
+
+    def _check_images(self, job: ImageJob, images: list[Image.Image], level: str, stage: str,
+                      principal: Principal | None) -> list[Decision]:
+        """The image classifier's verdict on each input (or output) image; a block refuses the whole request."""
+        decisions = [self.governance.policy.evaluate_image(image, level, stage) for image in images]
+        for decision in decisions:
+            if decision.blocked:
+                self._refuse(job, decision, principal, {"prompt": job.prompt})
+        return decisions
+
+    def _refuse(self, job: ImageJob, decision: Decision, principal: Principal | None, texts: dict[str, str]):
+        self.governance.refuse(decision, tenant=job.tenant_id, key_id=principal.key_id if principal else None,
+                               user=job.user, kind=job.kind.value, texts=texts)
+        raise ModerationBlocked(decision, self.governance.policy_version)
 
     def _model(self, job: ImageJob) -> str:
         try:
@@ -224,7 +257,8 @@ class ImageService:
 
         return on_step
 
-    def _store(self, plan: Plan, principal: Principal, results: list[EngineResult]) -> list[ProducedImage]:
+    def _store(self, plan: Plan, principal: Principal, results: list[EngineResult],
+               output_checks: list[Decision] | None = None) -> list[ProducedImage]:
         """Sign, store every blob, then every record and audit entry in one transaction: all or nothing.
 
         Audit indexes are reserved first because each C2PA manifest names its entry; a failure after that
@@ -234,15 +268,15 @@ class ImageService:
         """
         receipt = self.governance.receipt(len(results))
         try:
-            produced = self._store_signed(plan, principal, results, receipt)
+            produced = self._store_signed(plan, principal, results, receipt, output_checks or [])
         except BaseException as error:
             receipt.fail(error)
             raise
         self.governance.audit.maybe_checkpoint()
         return produced
 
-    def _store_signed(self, plan: Plan, principal: Principal, results: list[EngineResult],
-                      receipt: Receipt) -> list[ProducedImage]:
+    def _store_signed(self, plan: Plan, principal: Principal, results: list[EngineResult], receipt: Receipt,
+                      output_checks: list[Decision]) -> list[ProducedImage]:
         job, model, sources = plan.job, plan.model, plan.sources
         if plan.mask is not None:
             # The hard mask, whatever the backend did: outside the editable area the input's own pixels
@@ -275,7 +309,8 @@ class ImageService:
                                 height=result.image.height, model=model, seed=result.seed, parents=parent_ids,
                                 tenant_id=principal.tenant_id, audit_index=receipt.indexes[position])
             unsalted = {k: v for k, v in params.items() if k != "prompt"}
-            receipt.record(position, artifact, prompt=job.prompt, fields={
+            checks = plan.decisions + output_checks[position:position + 1]
+            receipt.record(position, artifact, prompt=job.prompt, decisions=checks, fields={
                 "key_id": principal.key_id, "user": job.user, "kind": job.kind.value, "task": plan.task,
                 "parameters": {**unsalted, "seed": result.seed, "steps": plan.steps, "size": plan.size},
                 "parents": list(parent_ids), "weights_hash": backend.weights_hash,

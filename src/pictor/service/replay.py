@@ -77,7 +77,7 @@ def replay(service: ImageService, index: int) -> ReplayReport:
                    seed=params["seed"], quality=params["quality"], output_format=params["output_format"],
                    output_compression=params["output_compression"], background=params["background"],
                    model=entry["model"], tenant_id=entry["tenant"])
-    plan = asyncio.run(service.prepare(job))
+    plan = asyncio.run(service.prepare(job, moderate=False))
     result = worker.submit(engine_request(plan, params["seed"])).result()
     image = result.image if plan.mask is None else keep_outside_mask(result.image, plan.sources[0], plan.mask)
     report.actual = pixels_hash(image)

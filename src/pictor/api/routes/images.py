@@ -45,7 +45,7 @@ def _url_for(request: Request, parts: Components, caller: Principal):
 async def _answer(request: Request, parts: Components, caller: Principal, job: ImageJob, fields: _Common,
                   event_prefix: str) -> Response:
     # Every check runs before the answer starts, so a refused stream is a plain HTTP error too.
-    plan = await parts.service.prepare(job)
+    plan = await parts.service.prepare(job, caller)
     if fields.stream:
         return StreamingResponse(_stream(parts, caller, plan, fields.partial_images, event_prefix),
                                  media_type="text/event-stream", headers={"cache-control": "no-cache"})
@@ -78,7 +78,7 @@ async def _stream(parts: Components, caller: Principal, plan: Plan, partial_imag
                                  "usage": event.usage, "id": produced.artifact.id, "seed": produced.seed})
     except ServiceError as error:
         type_ = "server_error" if error.kind == "model_failure" else "invalid_request_error"
-        yield sse_event({"type": "error", **error_body(error.message, type_, error.param, error.code)})
+        yield sse_event({"type": "error", **error_body(error.message, type_, error.param, error.code, error.details)})
     except Exception:  # the status line has gone out: report in the stream, as upstream does
         log.exception("stream failed")
         yield sse_event({"type": "error", **error_body("The server had an error while processing your request.",
