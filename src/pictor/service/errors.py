@@ -45,8 +45,7 @@ class ModerationBlocked(ServiceError):
     kind = "moderation_blocked"
 
     def __init__(self, decision: Decision, policy_version: str):
-        message = (f"Your request was rejected by this server's content policy (version {policy_version}): "
-                   f"{decision.reason}")
+        message = f"Your request was rejected by this server's content policy: {decision.reason}"
         super().__init__(message, None, "moderation_blocked",
                          {"moderation_details": {"stage": decision.stage, "categories": list(decision.categories),
                                                  "rule_ids": list(decision.rule_ids),
