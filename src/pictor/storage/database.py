@@ -7,6 +7,7 @@ and another tenant's image is reported exactly like a missing one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -360,6 +361,19 @@ class Database:
         with self._transaction() as session:
             row = session.scalar(query.order_by(ImageRow.created.desc()).limit(1))
             return None if row is None else _image(row)
+
+    def images_with_prefix(self, tenant_id: str | None, prefix: str, limit: int = 2) -> list[ImageRecord]:
+        """Images whose id starts with `prefix` (`img_` + hex digits: what a watermark's payload names).
+
+        `tenant_id` None searches every tenant: for the operator's tools only.
+        """
+        if not re.fullmatch(r"img_[0-9a-f]{1,24}", prefix):
+            return []
+        query = select(ImageRow).where(ImageRow.id.like(prefix.replace("_", "\\_") + "%", escape="\\"))
+        if tenant_id is not None:
+            query = query.where(ImageRow.tenant_id == tenant_id)
+        with self._transaction() as session:
+            return [_image(row) for row in session.scalars(query.order_by(ImageRow.created).limit(limit))]
 
     def get_image_any_tenant(self, image_id: str) -> ImageRecord:
         """An image whatever its tenant: for the operator's command-line tools only, never for API callers."""
