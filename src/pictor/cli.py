@@ -133,7 +133,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from pictor.core import sha256_hex
     from pictor.governance.provenance import read
     from pictor.service.inputs import ACCEPTED_FORMATS, open_image
-    from pictor.service.provenance import NO_WATERMARK, ProvenanceService
+    from pictor.service.provenance import ProvenanceService, read_watermark
     from pictor.storage import LocalBlobStore, NotFound, Principal
 
     settings = _settings(args)
@@ -141,14 +141,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         governance = _governance(settings, database, data)
         blob = Path(args.image).read_bytes()
-        summary = read(blob, ACCEPTED_FORMATS[open_image(blob).format], governance.credentials.trust_anchors_pem)
+        image = open_image(blob)
+        summary = read(blob, ACCEPTED_FORMATS[image.format], governance.credentials.trust_anchors_pem)
         record, match = database.find_image(None, sha256_hex(blob)), "exact"
         claimed = (summary.pictor or {}).get("artifact_id")
         if record is None and claimed and summary.validation_state in ("Trusted", "Valid"):
             with contextlib.suppress(NotFound):
                 record, match = database.get_image_any_tenant(claimed), "manifest"
-        report = {"file": args.image, "c2pa": summary.to_dict(), "image": None, "lineage": None,
-                  "watermark": NO_WATERMARK}
+        mark, marked = read_watermark(image, database, None)
+        if record is None and marked is not None:
+            record, match = marked, "watermark"
+        report = {"file": args.image, "c2pa": summary.to_dict(), "image": None, "lineage": None, "watermark": mark}
         if record is not None:
             report["image"] = {"id": record.id, "tenant": record.tenant_id, "model": record.model,
                                "seed": record.seed, "audit_index": record.params.get("audit_index"), "match": match}
@@ -170,10 +173,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
                   f"  audit entry {made.get('audit_index')}")
         for depth, ancestor in enumerate(summary.lineage, 1):
             print(f"{'  ' * depth}from {ancestor}")
-        image = report["image"]
-        print(f"in this installation: {image['id']} (tenant {image['tenant']}, {image['match']} match)" if image
+        print(f"watermark: {'detected, names ' + mark['artifact_prefix'] if mark['detected'] else 'not found'}"
+              + (f" (confidence {mark['confidence']})" if mark["detected"] else ""))
+        found = report["image"]
+        print(f"in this installation: {found['id']} (tenant {found['tenant']}, {found['match']} match)" if found
               else "in this installation: no matching image")
-    return 0 if summary.validation_state == "Trusted" else 1
+    return 0 if summary.validation_state == "Trusted" or mark["detected"] else 1
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

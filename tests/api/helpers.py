@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 import socket
@@ -88,6 +89,15 @@ class Server:
     def state(self) -> tuple[int, int]:
         """(image records, blob files): what a refused request must not change."""
         return self.image_rows(), self.blob_files()
+
+    def model_output_hash(self, image_id: str) -> str:
+        """The audit log's hash of the model's pixels for an image, before its badge and watermark (which name the
+        image, so two images from one seed differ in them)."""
+        with closing(sqlite3.connect(self.data_dir / "pictor.db")) as connection:
+            for (text,) in connection.execute("SELECT entry FROM audit_entries WHERE entry LIKE ?",
+                                              (f'%"artifact_id":"{image_id}"%',)):
+                return json.loads(text)["pixels_hash"]
+        raise AssertionError(f"no audit entry for {image_id}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -353,3 +354,71 @@ def test_an_operator_chain_and_key_sign_instead_of_the_made_ca(tmp_path):
     assert served == (own / "root-ca.pem").read_bytes()
     assert c2pa_state(data, "image/png", served) == "Trusted"
     assert not (running.data_dir / "provenance").exists()  # no CA of Pictor's own was made
+
+
+# ---- the invisible watermark ------------------------------------------------------------------------------------
+
+
+def recompressed(data: bytes, scale: float = 0.5, quality: int = 50) -> bytes:
+    """What a screenshot-and-repost does: metadata gone, smaller, JPEG-compressed."""
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def test_a_stripped_recompressed_copy_is_traced_by_its_watermark(server, http, tmp_path):
+    result = server.client().images.generate(prompt=PROMPT, size="1024x1024", quality="low",
+                                             extra_body={"seed": 81})
+    image_id = result.data[0].model_extra["id"]
+    copy = recompressed(base64.b64decode(result.data[0].b64_json))
+    report = verify_upload(http, copy)
+    assert report["c2pa"]["validation_state"] is None  # the manifest did not survive
+    assert report["watermark"]["detected"] and report["watermark"]["artifact_id"] == image_id
+    assert report["watermark"]["confidence"] > 0.5
+    assert report["image"]["id"] == image_id and report["image"]["match"] == "watermark"
+    assert report["lineage"]["id"] == image_id
+
+    other = verify_upload(http, copy, key=server.key_for("provenance-other"))
+    assert other["watermark"]["detected"] and other["watermark"]["artifact_id"] is None and other["image"] is None
+
+    path = tmp_path / "copy.jpg"
+    path.write_bytes(copy)
+    done = run_cli("verify", str(path), "--data-dir", str(server.data_dir))
+    assert done.returncode == 0 and "watermark: detected" in done.stdout and image_id in done.stdout, done.stdout
+
+    entry = http.get(f"/v1/images/{image_id}/provenance").json()["c2pa"]
+    assert "c2pa.watermarked" in [a["action"] for a in entry["actions"]]
+
+
+def test_unmarked_images_show_no_watermark(http):
+    photo = Image.effect_mandelbrot((768, 768), (-2.0, -1.2, 0.8, 1.2), 60).convert("RGB")
+    out = io.BytesIO()
+    photo.save(out, format="PNG")
+    report = verify_upload(http, out.getvalue())
+    assert report["watermark"]["detected"] is False and report["image"] is None
+
+
+def test_images_too_small_for_a_watermark_say_so_in_the_audit_log(server, http):
+    small, _ = generate(server, seed=82)  # 64x64: under the mark's minimum side
+    big = server.client().images.generate(prompt=PROMPT, size="256x256", quality="low", extra_body={"seed": 83})
+    entries = {}
+    with closing(sqlite3.connect(server.data_dir / "pictor.db")) as db:
+        for (text,) in db.execute("SELECT entry FROM audit_entries WHERE status = 'final'"):
+            entry = json.loads(text)
+            entries[entry.get("artifact_id")] = entry
+    assert entries[small]["watermark"] is None
+    marked = entries[big.data[0].model_extra["id"]]["watermark"]
+    assert marked["payload"] == big.data[0].model_extra["id"][4:16]
+
+
+def test_a_masked_edit_keeps_outside_pixels_exact_under_the_watermark(server):
+    source = Image.effect_mandelbrot((256, 256), (-2.0, -1.2, 0.8, 1.2), 40).convert("RGB")
+    mask = alpha_mask(256, 256, (64, 64, 192, 192))
+    result = server.client().images.edit(image=("in.png", png_bytes(source), "image/png"),
+                                         mask=("mask.png", png_bytes(mask), "image/png"),
+                                         prompt="a red circle", quality="low", extra_body={"seed": 84})
+    out = np.asarray(decode(result.data[0].b64_json).convert("RGB"))
+    outside = np.asarray(mask)[..., 3] > 0
+    assert np.array_equal(out[outside], np.asarray(source)[outside])

@@ -62,6 +62,7 @@ unattacked from 256x256 (a busy photo that small can fail), and survives the att
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ DEFAULT_STRENGTH = 2.35  # RMS of the added luminance pattern, in 8-bit levels (
 GRID = 64  # the tile's Fourier grid (cells per period)
 K_LO, K_HI = 4.5, 16.0  # radius of the frequency ring, in cycles per tile (periods of 4 to 14 cells)
 SYNC_FRACTION = 0.25
+SOFT_BINDING_ALG = "org.pictor.watermark.1"
+MIN_SIDE = 2 * GRID  # smallest side that can carry the mark (detection is reliable from about 384 px)
 BASE_SIDE = 512  # the tile is drawn at GRID * round(short side / BASE_SIDE) pixels
 MAX_ATTEMPTS = 8  # decodes (CRC checks) per image at most: the false-positive bound below counts them
 MIN_SYNC_Z = 5.0  # sync peak height (standard deviations of the 128x128 correlation map) needed to decode
@@ -235,8 +238,8 @@ def embed(image: Image.Image, payload: int, strength: float = DEFAULT_STRENGTH) 
     if image.mode not in ("RGB", "RGBA"):
         raise ValueError(f"embed takes RGB or RGBA images, not {image.mode}")
     width, height = image.size
-    if min(width, height) < GRID * 2:
-        raise ValueError(f"image too small to watermark: at least {GRID * 2}x{GRID * 2} px")
+    if min(width, height) < MIN_SIDE:
+        raise ValueError(f"image too small to watermark: at least {MIN_SIDE}x{MIN_SIDE} px")
     size = GRID * tile_factor(width, height)
     tile = _tile(payload, size)
     reps = (-(-height // size), -(-width // size))
@@ -485,3 +488,9 @@ def detect(image: Image.Image) -> Detection:
             best = found
     best.attempts = attempts
     return best
+
+
+def soft_binding(payload: int) -> dict:
+    """The C2PA `c2pa.soft-binding` assertion naming this mark, so a manifest can say `c2pa.watermarked`."""
+    value = base64.b64encode(payload.to_bytes(PAYLOAD_BITS // 8, "big")).decode()
+    return {"label": "c2pa.soft-binding", "data": {"alg": SOFT_BINDING_ALG, "blocks": [{"scope": {}, "value": value}]}}

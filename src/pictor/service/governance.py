@@ -106,14 +106,15 @@ class Receipt:
     _fields: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
     def sign(self, position: int, artifact_id: str, data: bytes, fmt: str, *, prompt: str, model: str,
-             weights_hash: str, seed: int, parents: list[Parent], actions: Sequence[dict[str, Any]] = ()) -> bytes:
+             weights_hash: str, seed: int, parents: list[Parent], actions: Sequence[dict[str, Any]] = (),
+             assertions: Sequence[dict[str, Any]] = ()) -> bytes:
         """The encoded output with its C2PA manifest: the last step that touches its bytes."""
         salt = self.salts.setdefault(artifact_id, new_salt())
         claim = ProvenanceClaim(
             artifact_id=artifact_id, kind="edited" if parents else "created", model_id=model,
             weights_hash=weights_hash, seed=seed, prompt_hash=salted_hash(prompt, salt), job_id=self.job_id,
             format=fmt, audit_index=self.indexes[position], policy_version=self.governance.policy_version,
-            parents=parents, extra_actions=actions)
+            parents=parents, extra_actions=actions, extra_assertions=assertions)
         return sign(data, claim, self.governance.credentials)
 
     def record(self, position: int, artifact: Artifact, fields: dict[str, Any], prompt: str,

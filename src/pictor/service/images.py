@@ -21,6 +21,7 @@ from PIL import Image
 from pictor.core import Artifact, Decision, ImageJob, JobKind, new_image_id, sha256_hex
 from pictor.engine.protocol import EngineRequest, EngineResult
 from pictor.engine.registry import ModelNotFound, ModelRegistry
+from pictor.governance import watermark
 from pictor.governance.badge import BadgeSettings, apply_badge
 from pictor.governance.provenance import Parent
 from pictor.service.encoding import encode
@@ -82,6 +83,15 @@ class Plan:
     @property
     def quality(self) -> str:
         return RESOLVED_QUALITY.get(self.job.quality, self.job.quality)
+
+
+@dataclass
+class Marks:
+    """What the governance marks did to one output, for its C2PA manifest and audit entry."""
+
+    actions: list[dict] = field(default_factory=list)
+    assertions: list[dict] = field(default_factory=list)
+    watermark: dict | None = None  # None: too small to carry one
 
 
 @dataclass
@@ -300,11 +310,11 @@ class ImageService:
         produced = []
         for position, result in enumerate(results):
             artifact_id = new_image_id()
-            final = self._marked(result.image, plan, badge)
+            final, marks = self._marked(result.image, plan, badge, artifact_id)
             encoded = encode(final, job.output_format, job.output_compression)
             data = receipt.sign(position, artifact_id, encoded, job.output_format, prompt=job.prompt, model=model,
                                 weights_hash=backend.weights_hash, seed=result.seed, parents=parents,
-                                actions=[badge.action()] if badge else [])
+                                actions=marks.actions, assertions=marks.assertions)
             artifact = Artifact(id=artifact_id, data=data, format=job.output_format, width=result.image.width,
                                 height=result.image.height, model=model, seed=result.seed, parents=parent_ids,
                                 tenant_id=principal.tenant_id, audit_index=receipt.indexes[position])
@@ -315,7 +325,8 @@ class ImageService:
                 "parameters": {**unsalted, "seed": result.seed, "steps": plan.steps, "size": plan.size},
                 "parents": list(parent_ids), "weights_hash": backend.weights_hash,
                 "pixels_hash": pixels_hash(result.image), "device": backend.device.split(":")[0],
-                "batch_invariant": backend.batch_invariant, "badge": badge.to_dict() if badge else None})
+                "batch_invariant": backend.batch_invariant, "badge": badge.to_dict() if badge else None,
+                "watermark": marks.watermark})
             produced.append(ProducedImage(artifact, result.seed, result.revised_prompt, result.unknown_words))
         records = [(upload, {"kind": "upload"}) for upload in uploads]
         records += [(item.artifact, {**params, "seed": item.seed, "audit_index": item.artifact.audit_index})
@@ -329,16 +340,29 @@ class ImageService:
         return produced
 
     @staticmethod
-    def _marked(image: Image.Image, plan: Plan, badge: BadgeSettings | None) -> Image.Image:
-        """The governance marks, in order: the tenant's visible badge, then the invisible watermark.
+    def _marked(image: Image.Image, plan: Plan, badge: BadgeSettings | None,
+                artifact_id: str) -> tuple[Image.Image, Marks]:
+        """The governance marks, in order: the tenant's badge, then the invisible watermark naming the artifact.
 
-        Under a hard mask the marks stay inside the editable area (the badge excepted: a tenant that asks
-        for it gets it), so the input's own pixels outside the mask are still returned byte for byte.
+        Under a hard mask the watermark stays inside the editable area, so the input's own pixels outside
+        the mask are still returned byte for byte (the badge excepted: a tenant that asks for it gets it).
+        Images under the watermark's minimum size go unmarked, and the audit entry says so.
         """
-        marked = apply_badge(image, badge) if badge else image
-        if plan.mask is not None and badge is None:
-            marked = keep_outside_mask(marked, image, plan.mask)
-        return marked
+        marks = Marks()
+        badged = image
+        if badge is not None:
+            badged = apply_badge(image, badge)
+            marks.actions.append(badge.action())
+        marked = badged
+        if min(image.size) >= watermark.MIN_SIDE:
+            payload = watermark.payload_for(artifact_id)
+            marked = watermark.embed(badged, payload)
+            marks.actions.append({"action": "c2pa.watermarked", "description": "invisible watermark naming the image"})
+            marks.assertions.append(watermark.soft_binding(payload))
+            marks.watermark = {"alg": watermark.SOFT_BINDING_ALG, "payload": f"{payload:012x}"}
+        if plan.mask is not None:
+            marked = keep_outside_mask(marked, badged, plan.mask)
+        return marked, marks
 
     def _usage(self, job: ImageJob, sources: list[Image.Image], width: int, height: int) -> dict:
         text = text_tokens(job.prompt)

@@ -9,15 +9,31 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from PIL import Image
+
 from pictor.core import sha256_hex
+from pictor.governance import watermark
 from pictor.governance.provenance import read
 from pictor.service.errors import InvalidRequest, NotFoundError
 from pictor.service.governance import Governance
 from pictor.service.inputs import ACCEPTED_FORMATS, open_image
 from pictor.storage import Database, ImageNotFound, ImageRecord, LocalBlobStore, Principal
 
-# Until the watermark issue lands, nothing is embedded, so nothing can be detected.
-NO_WATERMARK = {"detected": False, "artifact_id": None, "confidence": 0.0, "available": False}
+
+def read_watermark(image: Image.Image, database: Database, tenant_id: str | None) -> tuple[dict[str, Any],
+                                                                                         ImageRecord | None]:
+    """The watermark's report, and the image it names when exactly one of the tenant's images has that id prefix
+    (`tenant_id` None: any tenant, for the operator's tools)."""
+    found = watermark.detect(image)
+    report = {"detected": found.detected, "artifact_id": None, "confidence": round(found.confidence, 3),
+              "artifact_prefix": found.artifact_prefix if found.detected else None}
+    if not found.detected:
+        return report, None
+    candidates = database.images_with_prefix(tenant_id, found.artifact_prefix)
+    if len(candidates) != 1:
+        return report, None
+    report["artifact_id"] = candidates[0].id
+    return report, candidates[0]
 
 
 class ProvenanceService:
@@ -51,9 +67,11 @@ class ProvenanceService:
                 record, match = self.database.get_image(principal.tenant_id, claimed), "manifest"
             except ImageNotFound:
                 record = None
+        mark, marked = read_watermark(image, self.database, principal.tenant_id)
+        if record is None and marked is not None:  # metadata stripped, pixels re-encoded: the watermark remains
+            record, match = marked, "watermark"
         return {"c2pa": summary, "image": None if record is None else {**_describe(record), "match": match},
-                "lineage": None if record is None else self.lineage(principal, record.id),
-                "watermark": NO_WATERMARK}
+                "lineage": None if record is None else self.lineage(principal, record.id), "watermark": mark}
 
     def lineage(self, principal: Principal, image_id: str) -> dict[str, Any]:
         """Ancestors and descendants, each edge with the operation that made the child."""
