@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pictor.api import logs
 from pictor.api.dependencies import Components
 from pictor.api.errors import error_response, install_error_handlers
-from pictor.api.routes import images, provenance, system
+from pictor.api.routes import images, provenance, responses, sessions, system
 from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
 
@@ -102,6 +102,8 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.include_router(images.router)
     app.include_router(provenance.router)
     app.include_router(system.router)
+    app.include_router(sessions.router)
+    app.include_router(responses.router)
     # Inside `observe` (middleware added later wraps what was added before), so a 413 is counted and logged.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
 

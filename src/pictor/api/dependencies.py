@@ -18,6 +18,7 @@ from pictor.engine.registry import ModelRegistry
 from pictor.service.governance import Governance
 from pictor.service.images import ImageService
 from pictor.service.provenance import ProvenanceService
+from pictor.service.sessions import SessionService
 from pictor.storage import Database, DataDir, LocalBlobStore, Principal
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Components:
     service: ImageService
     governance: Governance
     provenance: ProvenanceService
+    sessions: SessionService
     signer: LinkSigner
     limiter: RateLimiter
     metrics: Metrics = field(default_factory=Metrics)
@@ -70,9 +72,11 @@ class Components:
         if settings.keyless:
             tenant = database.ensure_tenant(DEMO_TENANT)
             keyless = Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None)
+        service = ImageService(registry, database, blobs, governance)
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
-                   service=ImageService(registry, database, blobs, governance), governance=governance,
+                   service=service, governance=governance,
                    provenance=ProvenanceService(database, blobs, governance),
+                   sessions=SessionService(service, database, blobs),
                    signer=LinkSigner(link_secret(data.root), settings.url_lifetime_s),
                    limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless)
 

@@ -138,3 +138,47 @@ class TenantSettingsRow(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---- sessions (multi-turn refinement; the Responses API's turns) ------------------------------------------------
+
+
+class SessionRow(Base):
+    """A conversation about images. `tip_turn_id` is the current branch tip: undo moves it, nothing is deleted."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str | None] = mapped_column(String(200))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # model, size, quality defaults
+    tip_turn_id: Mapped[str | None] = mapped_column(String(40))  # no FK: turns point at their session already
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SessionTurnRow(Base):
+    """One turn: what was said, what was done (generate / edit), from which images, and the image it made.
+
+    `parent_id` makes the turns a tree (branches); `position` numbers the turns of a session 1, 2, ... in the
+    order they were made, which is what "image 2" means.
+    """
+
+    __tablename__ = "session_turns"
+    __table_args__ = (Index("ix_session_turns_session_position", "session_id", "position", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("session_turns.id"))
+    text: Mapped[str] = mapped_column(Text)
+    prompt: Mapped[str] = mapped_column(Text)  # what the model was asked (the text less its references)
+    action: Mapped[str] = mapped_column(String(16))
+    image_id: Mapped[str | None] = mapped_column(ForeignKey("images.id"))
+    inputs: Mapped[list[str]] = mapped_column(JSON, default=list)  # image ids the job read, source first
+    uploads: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{image_id, name}]
+    references: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. what a Responses request echoes
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
