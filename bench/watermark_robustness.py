@@ -24,7 +24,6 @@ JPEG q75). Needs the `bench` extra (invisible-watermark, scikit-image):
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import random
 import statistics
@@ -33,12 +32,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance
+from PIL import Image
 
 from pictor.embedded.evaluate import machine_description
 from pictor.embedded.render import render
 from pictor.embedded.world import WorldConfig, sample_scene
 from pictor.governance import watermark
+from pictor.governance.attacks import NAMED_ATTACKS, encoded
 from pictor.governance.watermark import PAYLOAD_BITS, detect, embed
 
 SIZE = 1024
@@ -82,35 +82,7 @@ def photo_images() -> list[tuple[str, Image.Image]]:
 # Attacks
 
 
-def encoded(image: Image.Image, fmt: str, quality: int) -> Image.Image:
-    out = io.BytesIO()
-    image.save(out, format=fmt, quality=quality)
-    return Image.open(io.BytesIO(out.getvalue())).convert("RGB")
-
-
-def resized(image: Image.Image, factor: float) -> Image.Image:
-    w, h = image.size
-    return image.resize((round(w * factor), round(h * factor)), Image.BICUBIC)
-
-
-def cropped(image: Image.Image, area: float, cx: float, cy: float) -> Image.Image:
-    w, h = image.size
-    cw, ch = round(w * area**0.5), round(h * area**0.5)
-    x0, y0 = round((w - cw) * cx), round((h - ch) * cy)
-    return image.crop((x0, y0, x0 + cw, y0 + ch))
-
-
-ATTACKS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    "none": lambda im: im,
-    "JPEG q50": lambda im: encoded(im, "JPEG", 50),
-    "WebP q75": lambda im: encoded(im, "WEBP", 75),
-    "resize x0.5 (not restored)": lambda im: resized(im, 0.5),
-    "crop 80% area, centre": lambda im: cropped(im, 0.8, 0.5, 0.5),
-    "crop 80% area, off-centre": lambda im: cropped(im, 0.8, 0.1, 0.85),
-    "brightness x1.2": lambda im: ImageEnhance.Brightness(im).enhance(1.2),
-    "JPEG q75 then resize x0.75": lambda im: resized(encoded(im, "JPEG", 75), 0.75),
-    "resize x0.75 then JPEG q75": lambda im: encoded(resized(im, 0.75), "JPEG", 75),
-}
+ATTACKS: dict[str, Callable[[Image.Image], Image.Image]] = {"none": lambda im: im, **NAMED_ATTACKS}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -7,17 +7,17 @@ Pillow drawing. The benchmark (bench/watermark_robustness.py) measures the same 
 
 from __future__ import annotations
 
-import io
 import random
 from functools import cache
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from pictor.embedded.render import render
 from pictor.embedded.world import Background, Scene, SceneObject, WorldConfig, sample_scene
 from pictor.governance import watermark
+from pictor.governance.attacks import NAMED_ATTACKS, encoded, resized
 from pictor.governance.ecc import ConvolutionalCode, bits_to_int, crc, int_to_bits
 from pictor.governance.watermark import PAYLOAD_BITS, artifact_prefix, detect, embed, payload_for
 
@@ -79,34 +79,7 @@ def marked(name: str) -> Image.Image:
     return embed(images()[name], PAYLOAD)
 
 
-def encode(image: Image.Image, fmt: str, quality: int) -> Image.Image:
-    out = io.BytesIO()
-    image.save(out, format=fmt, quality=quality)
-    return Image.open(io.BytesIO(out.getvalue())).convert("RGB")
-
-
-def resize(image: Image.Image, factor: float) -> Image.Image:
-    w, h = image.size
-    return image.resize((round(w * factor), round(h * factor)), Image.BICUBIC)
-
-
-def crop_area(image: Image.Image, area: float, cx: float, cy: float) -> Image.Image:
-    w, h = image.size
-    cw, ch = round(w * area**0.5), round(h * area**0.5)
-    x0, y0 = round((w - cw) * cx), round((h - ch) * cy)
-    return image.crop((x0, y0, x0 + cw, y0 + ch))
-
-
-ATTACKS = {
-    "jpeg-q50": lambda im: encode(im, "JPEG", 50),
-    "webp-q75": lambda im: encode(im, "WEBP", 75),
-    "resize-0.5": lambda im: resize(im, 0.5),
-    "crop-80-centre": lambda im: crop_area(im, 0.8, 0.5, 0.5),
-    "crop-80-corner": lambda im: crop_area(im, 0.8, 0.0, 1.0),
-    "brightness-1.2": lambda im: ImageEnhance.Brightness(im).enhance(1.2),
-    "jpeg-q75-then-resize-0.75": lambda im: resize(encode(im, "JPEG", 75), 0.75),
-    "resize-0.75-then-jpeg-q75": lambda im: encode(resize(im, 0.75), "JPEG", 75),
-}
+ATTACKS = NAMED_ATTACKS
 NAMES = ["world-white", "world-sampled", "pink-noise", "cluttered"]
 
 
@@ -145,7 +118,7 @@ def test_survives_attack(name, attack):
 
 
 def test_scale_is_estimated():
-    found = detect(resize(marked("world-sampled"), 0.5))
+    found = detect(resized(marked("world-sampled"), 0.5))
     assert found.period == pytest.approx((64, 64), rel=0.01)
 
 
@@ -207,8 +180,8 @@ def unmarked_images() -> list[Image.Image]:
     out += [Image.new("RGB", (512, 512), colour) for colour in ((0, 0, 0), (255, 255, 255), (128, 128, 128))]
     checker = ((np.indices((512, 512)).sum(axis=0) // 32) % 2 * 255).astype(np.uint8)
     out.append(Image.fromarray(checker).convert("RGB"))
-    out += [encode(image, "JPEG", 60) for image in out[:4]]
-    out += [resize(image, 0.5) for image in out[:4]]
+    out += [encoded(image, "JPEG", 60) for image in out[:4]]
+    out += [resized(image, 0.5) for image in out[:4]]
     return out
 
 
