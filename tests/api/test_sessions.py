@@ -260,3 +260,12 @@ def test_session_options_are_checked(http):
     bad = http.post("/v1/sessions", json={"size": "7x7"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "size"
     assert http.get("/v1/sessions/sess_nope").status_code == 404
+
+
+def test_erasing_a_prompt_erases_the_turn_that_said_it(http):
+    session_id = new_session(http)
+    made = turn(http, session_id, "a purple heart in the top right on a white background")
+    assert http.delete(f"/v1/images/{made['image']['id']}/prompt").status_code == 200
+    (kept,) = http.get(f"/v1/sessions/{session_id}").json()["turns"]
+    assert kept["id"] == made["id"] and kept["text"] == "" and kept["prompt"] == ""
+    assert kept["image"]["id"] == made["image"]["id"]  # the image itself stays

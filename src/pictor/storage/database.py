@@ -581,6 +581,9 @@ class Database:
             params = {key: value for key, value in (row.params or {}).items() if key not in PROMPT_KEYS}
             row.params = {**params, "prompt_erased": utcnow().isoformat()}
             session.execute(delete(PromptSaltRow).where(PromptSaltRow.subject == image_id))
+            # The conversation turn that made it holds the same words.
+            session.execute(update(SessionTurnRow).where(SessionTurnRow.image_id == image_id)
+                            .values(text="", prompt="", extra={}))
             session.flush()
             return _image(row)
 
