@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = 100 * 1024 * 1024
     url_lifetime_s: int = 3600
     max_batch: int = 8
+    # Hard masks: pixels outside the mask are always the input's own; this many pixels just inside its edge
+    # mix the model's output into the original (a feathered seam). 0 = a hard edge.
+    mask_blend_px: int = 0
     # One forward pass per image, so a seed reproduces its image whatever shared the batch (see EmbeddedBackend);
     # false batches requests together for throughput, and results then vary slightly with the batch.
     batch_invariant: bool = True

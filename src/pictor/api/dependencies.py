@@ -72,7 +72,7 @@ class Components:
         if settings.keyless:
             tenant = database.ensure_tenant(DEMO_TENANT)
             keyless = Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None)
-        service = ImageService(registry, database, blobs, governance)
+        service = ImageService(registry, database, blobs, governance, settings.mask_blend_px)
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
                    service=service, governance=governance,
                    provenance=ProvenanceService(database, blobs, governance),

@@ -24,6 +24,7 @@ from pictor.engine.registry import ModelNotFound, ModelRegistry
 from pictor.governance import watermark
 from pictor.governance.badge import BadgeSettings, apply_badge
 from pictor.governance.provenance import Parent
+from pictor.service import composition
 from pictor.service.encoding import encode
 from pictor.service.errors import InvalidRequest, ModelFailure, ModerationBlocked, UnknownModel
 from pictor.service.governance import Governance, Receipt, pixels_hash
@@ -75,6 +76,9 @@ class Plan:
     background: str  # resolved: transparent / opaque
     level: str = "standard"  # the content policy's level for this request
     decisions: list[Decision] = field(default_factory=list)  # the policy's input checks (all allowed)
+    # A composition ("put this logo on the blue square"): sources[0] is then the input with the reference
+    # (sources[1]) pasted in, and the mask the seam ring; this says where it went (see service/composition).
+    composition: dict | None = None
 
     @property
     def size(self) -> str:
@@ -131,11 +135,13 @@ def image_tokens(width: int, height: int) -> int:
 
 
 class ImageService:
-    def __init__(self, registry: ModelRegistry, database: Database, blobs: LocalBlobStore, governance: Governance):
+    def __init__(self, registry: ModelRegistry, database: Database, blobs: LocalBlobStore, governance: Governance,
+                 mask_blend_px: int = 0):
         self.registry = registry
         self.database = database
         self.blobs = blobs
         self.governance = governance
+        self.mask_blend_px = max(0, mask_blend_px)  # Settings.mask_blend_px: the blend band inside a mask's edge
 
     # ---- the three use cases -------------------------------------------------------------------
 
@@ -151,6 +157,11 @@ class ImageService:
         width, height, sources, mask = await asyncio.to_thread(self._inputs, job)
         if moderate:
             decisions += await asyncio.to_thread(self._check_images, job, sources, level, "input", principal)
+        placed = None
+        if job.kind == JobKind.EDIT and len(sources) >= 2 and composition.wants_composition(job.prompt):
+            sources, mask, placed = await asyncio.to_thread(self._compose, job, sources, mask)
+        if mask is not None and self.mask_blend_px:
+            mask = blend_band(mask, self.mask_blend_px)
         task = {JobKind.GENERATE: "generate", JobKind.VARIATION: "variation"}.get(
             job.kind, "inpaint" if mask is not None else "edit")
         if task not in self.registry.worker(model).backend.capabilities.tasks:
@@ -158,7 +169,20 @@ class ImageService:
         keeps_alpha = mask is not None and has_alpha(sources[0])
         transparent = job.output_format != "jpeg" and (job.background == "transparent" or keeps_alpha)
         return Plan(job, model, task, width, height, sources, mask, STEPS_BY_QUALITY[job.quality],
-                    "transparent" if transparent else "opaque", level, decisions)
+                    "transparent" if transparent else "opaque", level, decisions, placed)
+
+    @staticmethod
+    def _compose(job: ImageJob, sources: list[Image.Image],
+                 mask: Image.Image | None) -> tuple[list[Image.Image], Image.Image, dict]:
+        """Paste the reference (the second image) where the prompt or mask says; the seams become the mask.
+
+        Hook for backends with native multi-image conditioning (none yet): such a backend would get the
+        reference in `sources[1:]` untouched and the target box, instead of the pasted canvas and the ring.
+        """
+        placed = composition.compose(sources[0], sources[1], job.prompt, mask)
+        canvas = placed.canvas
+        canvas.format = sources[0].format  # stands for the input (its lineage record keeps the input's own bytes)
+        return [canvas, *sources[1:]], placed.ring, placed.to_dict()
 
     async def run(self, job: ImageJob | Plan, principal: Principal,
                   on_partial: Callable[[PartialImage], None] | None = None, partial_images: int = 0) -> ImagesResult:
@@ -305,6 +329,8 @@ class ImageService:
                 parents.append(Parent(data, known.format, known.id))
         parent_ids = tuple(parent.title for parent in parents)
         params = {**job.parameters(), "job_id": receipt.job_id}
+        if plan.composition is not None:
+            params["composition"] = {**plan.composition, "reference_image_id": parent_ids[1]}
         backend = self.registry.worker(model).backend
         badge = BadgeSettings.from_settings(self.database.tenant_settings(principal.tenant_id))
         produced = []
@@ -390,15 +416,40 @@ def has_alpha(image: Image.Image) -> bool:
     return "A" in image.getbands() or "transparency" in image.info
 
 
-def keep_outside_mask(made: Image.Image, source: Image.Image, editable: Image.Image) -> Image.Image:
-    """`made` inside the editable area (white in `editable`), `source` byte for byte everywhere else.
+def blend_band(editable: Image.Image, width: int) -> Image.Image:
+    """The editable area with a soft band `width` pixels deep inside its edge (0 = the hard edge as it was).
 
+    A pixel at distance d (1 = next to a kept pixel) from the kept area gets weight d / (width + 1): the band
+    feathers the model's output into the original; deeper pixels stay 255 (pure output), kept pixels 0.
+    """
+    inside = np.asarray(editable.convert("L")) > 0
+    if width <= 0 or inside.all():
+        return editable
+    from scipy import ndimage
+
+    distance = ndimage.distance_transform_edt(inside)
+    weight = np.clip(np.ceil(distance) / (width + 1), 0.0, 1.0)
+    weight[distance > width] = 1.0
+    soft = np.where(inside, np.maximum(1, np.round(weight * 255)), 0)
+    return Image.fromarray(soft.astype(np.uint8), "L")
+
+
+def keep_outside_mask(made: Image.Image, source: Image.Image, editable: Image.Image) -> Image.Image:
+    """`made` inside the editable area (non-zero in `editable`), `source` byte for byte everywhere else.
+
+    Values between 0 and 255 (the blend band, see `blend_band`) mix the two in proportion; 255 is `made` as is.
     The result has an alpha channel when either image has one, so an input's transparency survives
     an edit and a transparent background stays transparent inside the edited area only.
     """
     mode = "RGBA" if made.mode == "RGBA" or has_alpha(source) else "RGB"
     if made.size != source.size:
         made = made.resize(source.size, Image.Resampling.LANCZOS)
-    inside = np.asarray(editable.convert("L")) > 0
-    out = np.where(inside[..., None], np.asarray(made.convert(mode)), np.asarray(source.convert(mode)))
+    level = np.asarray(editable.convert("L"))
+    inside = level > 0
+    made_px, source_px = np.asarray(made.convert(mode)), np.asarray(source.convert(mode))
+    if ((level > 0) & (level < 255)).any():
+        weight = (level.astype(np.float32) / 255.0)[..., None]
+        mixed = np.round(weight * made_px + (1.0 - weight) * source_px)
+        made_px = np.where((level == 255)[..., None], made_px, mixed)
+    out = np.where(inside[..., None], made_px, source_px)
     return Image.fromarray(out.astype(np.uint8), mode)

@@ -27,6 +27,7 @@ from pictor.core import (
     sha256_hex,
 )
 from pictor.engine.registry import ModelNotFound
+from pictor.service.composition import target_start, wants_composition
 from pictor.service.errors import InvalidRequest, NotFoundError, UnknownModel
 from pictor.service.images import ImageService, ImagesResult, PartialImage, Plan, ProducedImage, resolve_size
 from pictor.service.inputs import ACCEPTED_FORMATS, open_image
@@ -256,6 +257,9 @@ class SessionService:
         """
         source = resolution.source
         unnamed = [upload.placeholder for upload in uploads if upload.name is None]
+        composed = self._composition(request, resolution, unnamed, base)
+        if composed is not None:
+            return composed
         candidates = [source.image_id if source else None, *unnamed[:1], base.image_id if base else None]
         source_id = next((image_id for image_id in candidates if image_id), None)
         action = self._action(request, resolution.prompt, source_id, explicit=source is not None)
@@ -273,6 +277,32 @@ class SessionService:
         if request.parent_turn is None and source is not None and source.image_id in made_by:
             parent_id = made_by[source.image_id]
         return action, resolution.prompt or request.text.strip(), inputs, parent_id
+
+    @staticmethod
+    def _composition(request: TurnRequest, resolution: Resolution, unnamed: list[str],
+                     base: TurnRecord | None) -> tuple[str, str, list[str], str | None] | None:
+        """A composition turn ("put this logo on the blue square", "place image 2 in the top left"), or None.
+
+        The image the text names (or the turn's unnamed upload) is the reference, placed onto the current image
+        (or, in a turn with no current image, onto the turn's first unnamed upload); ImageService reads the job's
+        second image as the reference (see service/composition).
+        """
+        prompt = resolution.prompt or request.text.strip()
+        if request.action == "generate":
+            return None
+        if not wants_composition(prompt):
+            if not wants_composition(request.text):
+                return None
+            prompt = request.text.strip()  # "put the logo on image 1": the target phrase named the image
+        where = target_start(request.text)
+        onto = [ref.image_id for ref in resolution.references if where is not None and ref.start >= where]
+        named = [ref.image_id for ref in resolution.references if ref.image_id not in onto]
+        canvas = next(iter(onto), None) or (base.image_id if base is not None else next(iter(unnamed), None))
+        reference = next((image_id for image_id in [*named, *unnamed] if image_id != canvas), None)
+        if canvas is None or reference is None:
+            return None
+        parent_id = request.parent_turn or (base.id if base is not None else None)
+        return "edit", prompt, [canvas, reference], parent_id
 
     def _upload(self, principal: Principal, given: ImageInput, index: int) -> _Upload:
         """Checked now, so that a bad file is a 400 before any work, whatever the action turns out to be."""
