@@ -172,38 +172,46 @@ def test_keep_outside_mask_mixes_in_the_band_only():
 # ---- ImageService in-process: the blend band as a setting -------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def parts(tmp_path_factory):
+def _components(folder, **settings):
     from pictor.api.dependencies import Components
     from pictor.config import Settings
 
-    built = Components.build(Settings(data_dir=tmp_path_factory.mktemp("composition"), keyless=True, device="cpu"))
+    return Components.build(Settings(data_dir=folder, keyless=True, device="cpu", **settings))
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    built = _components(tmp_path_factory.mktemp("composition"))
     yield built
     built.close()
 
 
-def _masked_edit(parts, blend: int, source: Image.Image, mask: Image.Image) -> Image.Image:
+@pytest.fixture(scope="module")
+def blended(tmp_path_factory):
+    """Built from settings with a 3 px band, as `PICTOR_MASK_BLEND_PX=3` would."""
+    built = _components(tmp_path_factory.mktemp("blended"), mask_blend_px=3)
+    yield built
+    built.close()
+
+
+def _masked_edit(parts, source: Image.Image, mask: Image.Image) -> Image.Image:
     from pictor.core import ImageJob, JobKind
 
-    parts.service.mask_blend_px = blend
-    try:
-        principal = parts.keyless_principal
-        job = ImageJob(kind=JobKind.EDIT, prompt="add a blue heart", images=(png_bytes(source),),
-                       mask=png_bytes(mask), seed=11, quality="low", tenant_id=principal.tenant_id)
-        result = asyncio.run(parts.service.run(job, principal))
-    finally:
-        parts.service.mask_blend_px = 0
+    principal = parts.keyless_principal
+    job = ImageJob(kind=JobKind.EDIT, prompt="add a blue heart", images=(png_bytes(source),),
+                   mask=png_bytes(mask), seed=11, quality="low", tenant_id=principal.tenant_id)
+    result = asyncio.run(parts.service.run(job, principal))
     return Image.open(io.BytesIO(result.images[0].artifact.data)).convert("RGB")
 
 
-def test_the_blend_band_through_the_service(parts):
+def test_the_blend_band_through_the_service(parts, blended):
     from .helpers import scene
 
     source = scene(64, 64, seed=3)  # under the watermark's minimum size: the model's pixels as they are
     box = (16, 16, 48, 48)
     mask = alpha_mask(64, 64, box)
-    hard = np.asarray(_masked_edit(parts, 0, source, mask)).astype(int)
-    soft = np.asarray(_masked_edit(parts, 3, source, mask)).astype(int)
+    hard = np.asarray(_masked_edit(parts, source, mask)).astype(int)
+    soft = np.asarray(_masked_edit(blended, source, mask)).astype(int)
     original = np.asarray(source).astype(int)
     keep = np.asarray(mask.getchannel("A")) == 255
     assert np.array_equal(hard[keep], original[keep]) and np.array_equal(soft[keep], original[keep])
