@@ -48,16 +48,17 @@ STEPS = 5
 GOAL_DB = 30.0
 GROW_PX = 3
 PSNR_CAP = 99.0  # an identical region has infinite PSNR; capped for means
-NOTE = ("Which Pictor uses: an edit without a mask is the plain edit (the model remakes the whole image; the "
-        "embedded model works at 64 px and is upscaled, so everything drifts at once). An edit with a mask is exact "
-        "outside it (the service's hard mask); the auto-mask rows are what an edit gets when the caller passes the "
-        "mask from `pictor.service.composition.edit_region` (not applied by default yet). Auto-mask steps without "
-        "a mask are instructions whose object the judge could not find (an earlier edit the model got wrong, so "
-        "the ground-truth instruction names something the image lacks); they fall back to the plain edit, and "
-        "that drift stays in every later step. Masked steps below 30 dB: the model drew the new object at another "
-        "size than the ground truth ('add a blue square' with no size: the mask allows a large one), or drift "
-        "carried over from an earlier unmasked step. Means are over PSNRs capped at 99 dB (identical = infinite); "
-        "the median and the share >= 30 dB are the robust figures.")
+NOTE = ("Which Pictor uses: the auto-mask rows (`auto_edit_mask`, on by default for the embedded model): an "
+        "unmasked instruction edit is confined to the mask from `pictor.service.composition.edit_region`, "
+        "exact outside it (the service's hard mask). The plain rows are the edit without it (the model "
+        "remakes the whole image; the embedded model works at 64 px and is upscaled, so everything drifts at "
+        "once). Auto-mask steps without a mask are instructions whose object the judge could not find (an "
+        "earlier edit the model got wrong, so the ground-truth instruction names something the image lacks); "
+        "they fall back to the plain edit, and that drift stays in every later step. Masked steps below 30 "
+        "dB: the model drew the new object at another size than the ground truth ('add a blue square' with no "
+        "size: the mask allows a large one), or drift carried over from an earlier unmasked step. Means are "
+        "over PSNRs capped at 99 dB (identical = infinite); the median and the share >= 30 dB are the robust "
+        "figures.")
 
 
 def png(image: Image.Image) -> bytes:
@@ -185,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     results: dict[str, list[list[dict]]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        parts = Components.build(Settings(data_dir=Path(folder), keyless=True, device="cpu"))
+        # The service's own automatic mask off, so that the plain rows stay plain; the auto-mask rows pass the
+        # same mask (edit_region) explicitly.
+        parts = Components.build(Settings(data_dir=Path(folder), keyless=True, device="cpu", auto_edit_mask=False))
         try:
             for mode in args.modes.split(","):
                 results[mode] = [asyncio.run(run_scene(parts, scene, steps, mode, 1000 * i))

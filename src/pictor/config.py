@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     # Hard masks: pixels outside the mask are always the input's own; this many pixels just inside its edge
     # mix the model's output into the original (a feathered seam). 0 = a hard edge.
     mask_blend_px: int = 0
+    # An unmasked edit on a world-scene model (the embedded one) is confined to the object its instruction names.
+    auto_edit_mask: bool = True
     # One forward pass per image, so a seed reproduces its image whatever shared the batch (see EmbeddedBackend);
     # false batches requests together for throughput, and results then vary slightly with the batch.
     batch_invariant: bool = True

@@ -72,7 +72,8 @@ class Components:
         if settings.keyless:
             tenant = database.ensure_tenant(DEMO_TENANT)
             keyless = Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None)
-        service = ImageService(registry, database, blobs, governance, settings.mask_blend_px)
+        service = ImageService(registry, database, blobs, governance, settings.mask_blend_px,
+                               settings.auto_edit_mask)
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
                    service=service, governance=governance,
                    provenance=ProvenanceService(database, blobs, governance),

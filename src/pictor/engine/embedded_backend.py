@@ -78,6 +78,7 @@ class EmbeddedBackend:
             step_range=(1, 50),
             previews=True,
             transparent_background=True,
+            world_scenes=True,
         )
 
     def run(self, requests: list[EngineRequest], on_step: StepCallback | None = None) -> list[EngineResult]:

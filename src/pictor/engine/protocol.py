@@ -24,6 +24,9 @@ class Capabilities:
     step_range: tuple[int, int]
     previews: bool  # whether run() reports intermediate images
     transparent_background: bool  # whether it can return real alpha
+    # Its images are scenes of the embedded world, so the judge can find the object an instruction names
+    # (the service then confines an unmasked edit to it: see service/composition.edit_region).
+    world_scenes: bool = False
 
 
 @dataclass

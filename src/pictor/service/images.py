@@ -79,6 +79,7 @@ class Plan:
     # A composition ("put this logo on the blue square"): sources[0] is then the input with the reference
     # (sources[1]) pasted in, and the mask the seam ring; this says where it went (see service/composition).
     composition: dict | None = None
+    auto_mask: bool = False  # an unmasked instruction edit confined to the object it names
 
     @property
     def size(self) -> str:
@@ -136,12 +137,13 @@ def image_tokens(width: int, height: int) -> int:
 
 class ImageService:
     def __init__(self, registry: ModelRegistry, database: Database, blobs: LocalBlobStore, governance: Governance,
-                 mask_blend_px: int = 0):
+                 mask_blend_px: int = 0, auto_edit_mask: bool = True):
         self.registry = registry
         self.database = database
         self.blobs = blobs
         self.governance = governance
         self.mask_blend_px = max(0, mask_blend_px)  # Settings.mask_blend_px: the blend band inside a mask's edge
+        self.auto_edit_mask = auto_edit_mask  # Settings.auto_edit_mask
 
     # ---- the three use cases -------------------------------------------------------------------
 
@@ -158,18 +160,26 @@ class ImageService:
         if moderate:
             decisions += await asyncio.to_thread(self._check_images, job, sources, level, "input", principal)
         placed = None
+        backend = self.registry.worker(model).backend
+        auto_mask = False
         if job.kind == JobKind.EDIT and len(sources) >= 2 and composition.wants_composition(job.prompt):
             sources, mask, placed = await asyncio.to_thread(self._compose, job, sources, mask)
+        elif (job.kind == JobKind.EDIT and mask is None and len(sources) == 1 and self.auto_edit_mask
+              and backend.capabilities.world_scenes and sources[0].size == (width, height)):
+            # "Make the circle green" changes the circle: everything else stays the input's own pixels, so
+            # edit after edit does not drift. When the object is not found, the edit is the plain one.
+            mask = await asyncio.to_thread(composition.edit_region, sources[0], job.prompt)
+            auto_mask = mask is not None
         if mask is not None and self.mask_blend_px:
             mask = blend_band(mask, self.mask_blend_px)
         task = {JobKind.GENERATE: "generate", JobKind.VARIATION: "variation"}.get(
             job.kind, "inpaint" if mask is not None else "edit")
-        if task not in self.registry.worker(model).backend.capabilities.tasks:
+        if task not in backend.capabilities.tasks:
             raise InvalidRequest(f"The model '{model}' cannot do {task}.", "model", "unsupported_task")
         keeps_alpha = mask is not None and has_alpha(sources[0])
         transparent = job.output_format != "jpeg" and (job.background == "transparent" or keeps_alpha)
         return Plan(job, model, task, width, height, sources, mask, STEPS_BY_QUALITY[job.quality],
-                    "transparent" if transparent else "opaque", level, decisions, placed)
+                    "transparent" if transparent else "opaque", level, decisions, placed, auto_mask)
 
     @staticmethod
     def _compose(job: ImageJob, sources: list[Image.Image],
@@ -331,6 +341,8 @@ class ImageService:
         params = {**job.parameters(), "job_id": receipt.job_id}
         if plan.composition is not None:
             params["composition"] = {**plan.composition, "reference_image_id": parent_ids[1]}
+        if plan.auto_mask:
+            params["auto_mask"] = True
         backend = self.registry.worker(model).backend
         badge = BadgeSettings.from_settings(self.database.tenant_settings(principal.tenant_id))
         produced = []
