@@ -17,9 +17,11 @@ from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
 from pictor.service.governance import Governance
 from pictor.service.images import ImageService
+from pictor.service.jobs import JobRunner
 from pictor.service.provenance import ProvenanceService
 from pictor.service.sessions import SessionService
 from pictor.storage import Database, DataDir, LocalBlobStore, Principal
+from pictor.storage.database import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class Components:
     sessions: SessionService
     signer: LinkSigner
     limiter: RateLimiter
+    jobs: JobRunner  # async jobs; started and stopped by the app's lifespan
     metrics: Metrics = field(default_factory=Metrics)
     keyless_principal: Principal | None = None
 
@@ -79,7 +82,8 @@ class Components:
                    provenance=ProvenanceService(database, blobs, governance),
                    sessions=SessionService(service, database, blobs),
                    signer=LinkSigner(link_secret(data.root), settings.url_lifetime_s),
-                   limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless)
+                   limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless,
+                   jobs=JobRunner(service, JobStore(database), blobs, settings.job_workers))
 
     def close(self) -> None:
         self.registry.close()

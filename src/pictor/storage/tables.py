@@ -182,3 +182,34 @@ class SessionTurnRow(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. what a Responses request echoes
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---- async image jobs (POST /v1/jobs) ---------------------------------------------------------------------------
+
+
+class ImageJobRow(Base):
+    """A queued image request that survives a restart. `request` is the body as sent, except that large data-URL
+    payloads are replaced by references to blobs (`input_hashes` lists them); `seq` orders jobs by age even when
+    two share a timestamp. `result` holds image ids and the response's fields, never the image bytes."""
+
+    __tablename__ = "image_jobs"
+    __table_args__ = (Index("ix_image_jobs_status_priority", "status", "priority"),
+                      Index("ix_image_jobs_tenant_seq", "tenant_id", "seq"))
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    input_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[float] = mapped_column(default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # how many times it was started (crashes count)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)  # `metadata` is taken by SQLAlchemy
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished: Mapped[datetime | None] = mapped_column(UTCDateTime)

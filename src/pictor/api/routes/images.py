@@ -37,7 +37,7 @@ FILE_FIELDS = ("image", "image[]", "mask")
 MAX_FORM_FILES = 17
 
 
-def _url_for(request: Request, parts: Components, caller: Principal):
+def url_for(request: Request, parts: Components, caller: Principal):
     base = (parts.settings.public_url or str(request.base_url)).rstrip("/")
     return lambda image_id: f"{base}/v1/images/{image_id}/content?{parts.signer.query(caller.tenant_id, image_id)}"
 
@@ -52,7 +52,7 @@ async def _answer(request: Request, parts: Components, caller: Principal, job: I
     result = await parts.service.run(plan, caller)
     _count(parts, plan, result)
     # Server-Timing lets clients (and bench/server_overhead.py) tell model time from server overhead.
-    return JSONResponse(images_response(result, fields.response_format, _url_for(request, parts, caller)),
+    return JSONResponse(images_response(result, fields.response_format, url_for(request, parts, caller)),
                         headers={"server-timing": f"model;dur={result.model_seconds * 1000:.1f}"})
 
 
@@ -92,7 +92,7 @@ async def generations(body: GenerationRequest, request: Request, caller: Caller)
     return await _answer(request, parts, caller, job, body, "image_generation")
 
 
-def _validated(model: type[_Common], fields: dict) -> _Common:
+def validated(model: type[_Common], fields: dict) -> _Common:
     try:
         return model.model_validate(fields)
     except ValidationError as error:
@@ -127,12 +127,12 @@ async def edits(request: Request, caller: Caller) -> Response:
             raw = await request.json()
         except ValueError:
             raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
-        body = _validated(EditJsonRequest, raw)
+        body = validated(EditJsonRequest, raw)
         images = tuple(data_url_bytes(ref, "images") for ref in body.images)
         mask = data_url_bytes(body.mask, "mask") if body.mask is not None else None
     else:
         fields, files = await read_form(request)
-        body = _validated(EditFields, fields)
+        body = validated(EditFields, fields)
         images = tuple(files.get("image", []) + files.get("image[]", []))
         if not images:
             raise ApiError(400, "An edit needs at least one 'image' file.", param="image", code="missing_image")
@@ -148,7 +148,7 @@ async def edits(request: Request, caller: Caller) -> Response:
 async def variations(request: Request, caller: Caller) -> Response:
     parts = components(request)
     fields, files = await read_form(request)
-    body = _validated(VariationFields, fields)
+    body = validated(VariationFields, fields)
     images = files.get("image", [])
     if len(images) != 1:
         raise ApiError(400, "A variation needs exactly one 'image' file.", param="image", code="missing_image")

@@ -1,0 +1,260 @@
+"""Async image jobs: accept now, run later, survive a crash.
+
+A job is the body of an ordinary Images request kept in the database. Large data-URL payloads (edit inputs)
+go to the blob store and the stored body names them by hash, so the table stays small. A few worker tasks
+take jobs one at a time: highest priority first, then round-robin across tenants (the tenant served least
+recently goes next, so one tenant's long queue cannot starve another's single job), then oldest first.
+
+What the HTTP layer owns stays there: `JobParser` turns a stored body into an ImageJob with the same checks
+as the synchronous endpoints, and the route renders results and errors. Jobs that a crash left `running` are
+queued again at start-up and run from the same request (and seed, if one was given).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pictor.core import ImageJob
+from pictor.service.errors import ServiceError
+from pictor.service.images import ImageService, ImagesResult, PartialImage
+from pictor.storage import BlobNotFound, LocalBlobStore, Principal
+from pictor.storage.database import JOB_TERMINAL, JobRecord, JobStore, QueueHead
+
+log = logging.getLogger(__name__)
+
+JobParser = Callable[[str, dict[str, Any], str], ImageJob]  # (endpoint, request body, tenant id) -> ImageJob
+PROGRESS_PREVIEWS = 3  # step callbacks that report progress per image (previews at 1/4, 2/4, 3/4 of the steps)
+MAX_ATTEMPTS = 3  # a job that was running during this many crashes is failed, not started again
+IDLE_POLL_S = 2.0
+BLOB_MIN_CHARS = 256  # data URLs shorter than this stay inline
+BLOB_KEY = "$blob"  # {"$blob": sha256, "$prefix": "data:image/png"} stands for a data URL in a stored body
+
+INTERRUPTED = {"message": "The job was interrupted by server restarts too many times and was not started again.",
+               "type": "server_error", "param": None, "code": "job_interrupted"}
+
+
+def new_job_id() -> str:
+    return f"job_{secrets.token_hex(12)}"
+
+
+def pick_next(heads: list[QueueHead], last_served: Mapping[str, int]) -> QueueHead:
+    """The fairness rule among the queue heads (already the top priority): the tenant served least recently
+    (never = first), then the oldest job."""
+    return min(heads, key=lambda head: (last_served.get(head.tenant_id, -1), head.seq))
+
+
+def externalise(body: Any, blobs: LocalBlobStore, hashes: list[str]) -> Any:
+    """The body with each large base64 data URL stored as a blob and replaced by a reference to it."""
+    if isinstance(body, dict):
+        return {key: externalise(value, blobs, hashes) for key, value in body.items()}
+    if isinstance(body, list):
+        return [externalise(value, blobs, hashes) for value in body]
+    if isinstance(body, str) and len(body) >= BLOB_MIN_CHARS and body.startswith("data:") and ";base64," in body:
+        prefix, payload = body.split(";base64,", 1)
+        digest = blobs.put(base64.b64decode(payload))  # already validated by the parser
+        hashes.append(digest)
+        return {BLOB_KEY: digest, "$prefix": prefix}
+    return body
+
+
+def internalise(body: Any, blobs: LocalBlobStore) -> Any:
+    """The body as it was sent (raises BlobNotFound when an input has gone from the blob store)."""
+    if isinstance(body, dict):
+        if BLOB_KEY in body:
+            return f"{body['$prefix']};base64,{base64.b64encode(blobs.get(body[BLOB_KEY])).decode()}"
+        return {key: internalise(value, blobs) for key, value in body.items()}
+    if isinstance(body, list):
+        return [internalise(value, blobs) for value in body]
+    return body
+
+
+def error_object(error: ServiceError) -> dict[str, Any]:
+    """The OpenAI error object, as the synchronous endpoints send it."""
+    type_ = "server_error" if error.kind == "model_failure" else "invalid_request_error"
+    return {"message": error.message, "type": type_, "param": error.param, "code": error.code,
+            **(error.details or {})}
+
+
+def result_summary(result: ImagesResult) -> dict[str, Any]:
+    """What a finished job keeps: image ids and the response's fields. Bytes stay in the blob store, and the
+    route renders b64_json or fresh signed URLs from this on every read."""
+    return {"created": result.created, "size": result.size, "quality": result.quality,
+            "background": result.background, "output_format": result.output_format, "usage": result.usage,
+            "images": [{"id": item.artifact.id, "seed": item.seed, "revised_prompt": item.revised_prompt,
+                        "unknown_words": item.unknown_words, "width": item.artifact.width,
+                        "height": item.artifact.height} for item in result.images]}
+
+
+class JobRunner:
+    """Queue, workers and live events for async jobs. Start it inside the event loop; stop it before the
+    model workers close."""
+
+    def __init__(self, service: ImageService, store: JobStore, blobs: LocalBlobStore, workers: int = 2):
+        self.service = service
+        self.store = store
+        self.blobs = blobs
+        self.workers = max(1, workers)
+        self._parse: JobParser | None = None
+        self._wake = asyncio.Event()
+        self._pick = asyncio.Lock()  # one worker chooses at a time, so the round-robin state stays consistent
+        self._served: dict[str, int] = {}  # tenant -> tick of its last started job
+        self._tick = 0
+        self._workers: list[asyncio.Task] = []
+        self._running: dict[str, asyncio.Task] = {}  # job id -> the task running it
+        self._cancelled: set[str] = set()  # running jobs a client cancelled (vs. a server stop)
+        self._listeners: dict[str, set[asyncio.Queue]] = {}
+        self._background: set[asyncio.Task] = set()
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, parse: JobParser) -> None:
+        self._parse = parse
+        requeued, failed = self.store.requeue_running(MAX_ATTEMPTS, INTERRUPTED)
+        if requeued or failed:
+            log.warning("jobs interrupted by a stop: %d queued again, %d failed", requeued, failed)
+        self._wake = asyncio.Event()
+        self._workers = [asyncio.create_task(self._work(), name=f"job-worker-{i}") for i in range(self.workers)]
+
+    async def stop(self) -> None:
+        """Cancel the workers; a job they were running goes back to the queue (it runs again next start)."""
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+
+    # ---- the API's operations ------------------------------------------------------------------
+
+    async def submit(self, principal: Principal, endpoint: str, request: dict[str, Any], priority: int = 0,
+                     metadata: Mapping[str, Any] | None = None) -> JobRecord:
+        """Every check of the synchronous endpoint now (a bad request or a refusal raises here), then queue it."""
+        assert self._parse is not None, "JobRunner.start() was not called"
+        job = self._parse(endpoint, request, principal.tenant_id)
+        await self.service.prepare(job, principal)
+        hashes: list[str] = []
+        stored = await asyncio.to_thread(externalise, request, self.blobs, hashes)
+        record = await asyncio.to_thread(self.store.add_job, new_job_id(), principal.tenant_id, principal.key_id,
+                                         endpoint, stored, hashes, priority, metadata or {})
+        self._wake.set()
+        return record
+
+    def cancel(self, tenant_id: str, job_id: str) -> JobRecord:
+        """Queued: cancelled at once. Running: marked cancelled and its task stopped, so nothing it made is kept
+        (unless it was already storing, the last few milliseconds)."""
+        record = self.store.get_job(tenant_id, job_id)
+        if record.status in ("queued", "running") and self.store.finish_job(
+                job_id, "cancelled", from_status=(record.status,), tenant_id=tenant_id):
+            task = self._running.get(job_id)
+            if task is not None:
+                self._cancelled.add(job_id)
+                task.cancel()
+            self._publish(job_id, "job.cancelled")
+        return self.store.get_job(tenant_id, job_id)
+
+    def subscribe(self, job_id: str) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue()
+        self._listeners.setdefault(job_id, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, job_id: str, queue: asyncio.Queue) -> None:
+        listeners = self._listeners.get(job_id, set())
+        listeners.discard(queue)
+        if not listeners:
+            self._listeners.pop(job_id, None)
+
+    def _publish(self, job_id: str, event: str) -> None:
+        for queue in self._listeners.get(job_id, ()):
+            queue.put_nowait(event)
+
+    # ---- the workers ---------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            record = await self._next()
+            task = asyncio.create_task(self._execute(record), name=record.id)
+            self._running[record.id] = task
+            try:
+                await asyncio.wait({task})  # a cancelled job ends its own task, not this worker
+            except asyncio.CancelledError:  # the server is stopping
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise
+            finally:
+                self._running.pop(record.id, None)
+                self._cancelled.discard(record.id)
+
+    async def _next(self) -> JobRecord:
+        async with self._pick:
+            while True:
+                self._wake.clear()  # before looking, so a submit during the look is not missed
+                record = await asyncio.to_thread(self.claim_next)
+                if record is not None:
+                    return record
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
+
+    def claim_next(self) -> JobRecord | None:
+        """Start the next job by the fairness rule (None: nothing queued). One caller at a time."""
+        while heads := self.store.queue_heads():
+            head = pick_next(heads, self._served)
+            record = self.store.claim_job(head.job_id)
+            if record is not None:
+                self._tick += 1
+                self._served[head.tenant_id] = self._tick
+                return record
+        return None  # (a head that was cancelled meanwhile is simply looked past)
+
+    async def _execute(self, record: JobRecord) -> None:
+        self._publish(record.id, "job.running")
+        principal = Principal(tenant_id=record.tenant_id, tenant_name="", key_id=record.key_id)  # name: unused here
+        try:
+            request = await asyncio.to_thread(internalise, record.request, self.blobs)
+            assert self._parse is not None
+            job = self._parse(record.endpoint, request, record.tenant_id)
+            plan = await self.service.prepare(job, principal)
+            result = await self.service.run(plan, principal, on_partial=self._progress_sink(record.id, job.n),
+                                            partial_images=PROGRESS_PREVIEWS)
+        except asyncio.CancelledError:
+            if record.id not in self._cancelled:  # a server stop, not a client: run it again next time
+                await asyncio.shield(asyncio.to_thread(self.store.finish_job, record.id, "queued"))
+            raise
+        except BlobNotFound as error:
+            self._fail(record, {"message": f"An input image of this job is no longer stored ({error}); it cannot "
+                                           "be resumed.", "type": "server_error", "param": None,
+                                "code": "job_inputs_lost"})
+        except ServiceError as error:
+            self._fail(record, error_object(error))
+        except Exception as error:  # e.g. a stored request that no longer validates after an upgrade
+            log.exception("job %s failed", record.id)
+            self._fail(record, {"message": f"The job failed: {error}", "type": "server_error", "param": None,
+                                "code": "job_failed"})
+        else:
+            if await asyncio.to_thread(self.store.finish_job, record.id, "succeeded", result=result_summary(result)):
+                self._publish(record.id, "job.succeeded")
+
+    def _fail(self, record: JobRecord, error: dict[str, Any]) -> None:
+        if self.store.finish_job(record.id, "failed", error=error):
+            self._publish(record.id, "job.failed")
+
+    def _progress_sink(self, job_id: str, n: int) -> Callable[[PartialImage], None]:
+        """Progress from the model's step callbacks: each preview marks a quarter of one image's steps."""
+        done = [0] * n
+
+        def on_partial(partial: PartialImage) -> None:
+            done[partial.image_index] = partial.partial_index + 1
+            progress = round(sum(done) / (n * (PROGRESS_PREVIEWS + 1)), 3)
+            task = asyncio.create_task(asyncio.to_thread(self.store.set_job_progress, job_id, progress))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            task.add_done_callback(lambda _: self._publish(job_id, "job.progress"))
+
+        return on_partial
+
+
+def is_terminal(status: str) -> bool:
+    return status in JOB_TERMINAL
