@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # One forward pass per image, so a seed reproduces its image whatever shared the batch (see EmbeddedBackend);
     # false batches requests together for throughput, and results then vary slightly with the batch.
     batch_invariant: bool = True
+    # The exact result cache (service/result_cache): model outputs of seeded requests, per tenant, LRU. 0 = off.
+    result_cache_mb: int = 256
     log_json: bool = True
     # C2PA signing with the operator's own chain (leaf first, PEM), key and trust anchors, instead of the
     # CA that Pictor makes in its data folder on first start.

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pictor.api import logs
 from pictor.api.dependencies import Components
 from pictor.api.errors import error_response, install_error_handlers
-from pictor.api.routes import images, jobs, provenance, responses, sessions, system
+from pictor.api.routes import batches, files, images, jobs, provenance, responses, sessions, system
 from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
 
@@ -92,9 +92,11 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         app.state.components = parts = Components.build(settings, registry)
         checkpoints = asyncio.create_task(_checkpoint_regularly(parts))
         parts.jobs.start(jobs.parse_request)  # jobs a crash interrupted are queued again here
+        parts.batches.start(batches.explainer(app), batches.renderer(app))  # and batches resume
         try:
             yield
         finally:
+            await parts.batches.stop()
             await parts.jobs.stop()  # before the model workers close; a running job goes back to the queue
             checkpoints.cancel()
             parts.close()
@@ -107,6 +109,8 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.include_router(sessions.router)
     app.include_router(responses.router)
     app.include_router(jobs.router)
+    app.include_router(files.router)
+    app.include_router(batches.router)
     # Inside `observe` (middleware added later wraps what was added before), so a 413 is counted and logged.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
 

@@ -15,12 +15,15 @@ from pictor.api.metrics import Metrics
 from pictor.api.security import DEMO_TENANT, LinkSigner, RateLimiter, authenticate
 from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
+from pictor.service.batches import BatchRunner
 from pictor.service.governance import Governance
 from pictor.service.images import ImageService
 from pictor.service.jobs import JobRunner
 from pictor.service.provenance import ProvenanceService
+from pictor.service.result_cache import ResultCache
 from pictor.service.sessions import SessionService
 from pictor.storage import Database, DataDir, LocalBlobStore, Principal
+from pictor.storage.batches import BatchStore
 from pictor.storage.database import JobStore
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,7 @@ class Components:
     signer: LinkSigner
     limiter: RateLimiter
     jobs: JobRunner  # async jobs; started and stopped by the app's lifespan
+    batches: BatchRunner  # batches (on the jobs); started after them, stopped before them
     metrics: Metrics = field(default_factory=Metrics)
     keyless_principal: Principal | None = None
 
@@ -76,14 +80,15 @@ class Components:
             tenant = database.ensure_tenant(DEMO_TENANT)
             keyless = Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None)
         service = ImageService(registry, database, blobs, governance, settings.mask_blend_px,
-                               settings.auto_edit_mask)
+                               settings.auto_edit_mask, ResultCache(settings.result_cache_mb * 1024 * 1024))
+        jobs = JobRunner(service, JobStore(database), blobs, settings.job_workers)
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
                    service=service, governance=governance,
                    provenance=ProvenanceService(database, blobs, governance),
                    sessions=SessionService(service, database, blobs),
                    signer=LinkSigner(link_secret(data.root), settings.url_lifetime_s),
                    limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless,
-                   jobs=JobRunner(service, JobStore(database), blobs, settings.job_workers))
+                   jobs=jobs, batches=BatchRunner(jobs, BatchStore(database), blobs))
 
     def close(self) -> None:
         self.registry.close()

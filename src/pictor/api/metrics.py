@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class CacheCollector(Collector):
+    """`pictor_cache_{hits,misses}_total` and `pictor_cache_bytes` by cache (result, prompt), as last updated.
+
+    The caches count for themselves; the /metrics route copies their counts here before each scrape.
+    """
+
+    def __init__(self) -> None:
+        self.stats: dict[str, tuple[int, int, int]] = {}  # cache -> (hits, misses, bytes)
+
+    def update(self, stats: dict[str, tuple[int, int, int]]) -> None:
+        self.stats = dict(stats)
+
+    def collect(self) -> Iterator[Metric]:
+        hits = CounterMetricFamily("pictor_cache_hits", "Cache hits", labels=["cache"])
+        misses = CounterMetricFamily("pictor_cache_misses", "Cache misses", labels=["cache"])
+        size = GaugeMetricFamily("pictor_cache_bytes", "Bytes held by a cache", labels=["cache"])
+        for name, (hit, miss, held) in sorted(self.stats.items()):
+            hits.add_metric([name], hit)
+            misses.add_metric([name], miss)
+            size.add_metric([name], held)
+        yield from (hits, misses, size)
 
 
 class Metrics:
@@ -16,5 +43,7 @@ class Metrics:
         self.images = Counter("pictor_images_total", "Images produced", ["model", "kind"], registry=self.registry)
         self.queue_depth = Gauge("pictor_queue_depth", "Requests waiting for a model", ["model"],
                                  registry=self.registry)
+        self.caches = CacheCollector()
+        self.registry.register(self.caches)
         self.model_seconds = Gauge("pictor_model_busy_seconds", "Time models spent running", ["model"],
                                    registry=self.registry)

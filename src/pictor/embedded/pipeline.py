@@ -20,6 +20,7 @@ from PIL import Image
 from pictor.embedded.data import TASK_IDS
 from pictor.embedded.grammar import parse_instruction, parse_prompt
 from pictor.embedded.network import EmbeddedTextEncoder, EmbeddedUNet
+from pictor.embedded.prompt_cache import PromptCache
 from pictor.embedded.tokenizer import WorldTokenizer
 
 TOKENIZER_FILE = Path("tokenizer") / "tokenizer.json"
@@ -59,6 +60,7 @@ class PictorEmbeddedPipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(unet=unet, text_encoder=text_encoder, scheduler=scheduler)
         self.tokenizer: WorldTokenizer | None = None
+        self.prompt_cache = PromptCache()  # the text encoder's outputs by token ids (max_items 0 = off)
 
     # The word-level tokenizer is a `tokenizers` file, not a diffusers component: carried beside.
     @classmethod
@@ -80,8 +82,13 @@ class PictorEmbeddedPipeline(DiffusionPipeline):
         return int(self.unet.config.patch) * 2 ** (len(self.unet.config.channels) - 1)
 
     def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ids = torch.tensor(self.tokenizer.encode(texts), device=self.device)
-        return self.text_encoder(ids)
+        ids = self.tokenizer.encode(texts)
+        key = (str(self.device), str(self.text_encoder.dtype), tuple(tuple(row) for row in ids))
+        found = self.prompt_cache.get(key)
+        if found is None:
+            found = self.text_encoder(torch.tensor(ids, device=self.device))
+            self.prompt_cache.put(key, found)
+        return found
 
     @torch.no_grad()
     def __call__(

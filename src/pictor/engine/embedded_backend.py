@@ -70,6 +70,7 @@ class EmbeddedBackend:
         self.folder = Path(folder)
         self.pipe: PictorEmbeddedPipeline = load_model_folder(folder, device=device)
         self.weights_hash = weights_hash(folder)
+        self.prompt_cache = self.pipe.prompt_cache  # for /metrics (see embedded/prompt_cache)
         self.capabilities = Capabilities(
             tasks=frozenset({"generate", "edit", "inpaint", "variation"}),
             native_resolution=self.pipe.native_resolution,

@@ -29,6 +29,7 @@ from pictor.service.encoding import encode
 from pictor.service.errors import InvalidRequest, ModelFailure, ModerationBlocked, UnknownModel
 from pictor.service.governance import Governance, Receipt, pixels_hash
 from pictor.service.inputs import ACCEPTED_FORMATS, editable_area, open_image
+from pictor.service.result_cache import CachedOutput, ResultCache, cache_key
 from pictor.storage import Database, LocalBlobStore, Principal
 
 DEFAULT_SIZE = (1024, 1024)
@@ -59,6 +60,7 @@ class ImagesResult:
     output_format: str
     usage: dict = field(default_factory=dict)
     model_seconds: float = 0.0  # the longest model call behind this result (for Server-Timing)
+    cache: str | None = None  # "hit" (every image from the result cache), "miss", None (not cacheable: no seed)
 
 
 @dataclass
@@ -137,8 +139,9 @@ def image_tokens(width: int, height: int) -> int:
 
 class ImageService:
     def __init__(self, registry: ModelRegistry, database: Database, blobs: LocalBlobStore, governance: Governance,
-                 mask_blend_px: int = 0, auto_edit_mask: bool = True):
+                 mask_blend_px: int = 0, auto_edit_mask: bool = True, result_cache: ResultCache | None = None):
         self.registry = registry
+        self.result_cache = result_cache if result_cache is not None and result_cache.enabled else None
         self.database = database
         self.blobs = blobs
         self.governance = governance
@@ -202,22 +205,32 @@ class ImageService:
         base_seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         worker = self.registry.worker(plan.model)
         requests = [engine_request(plan, base_seed + i) for i in range(job.n)]
+        previews = on_partial is not None and partial_images > 0
+        keys = self._cache_keys(plan, principal, requests) if job.seed is not None else []
+        # A hit skips the model; previews come from denoising, so a request that wants them looks nothing up.
+        cached = self._lookup(keys, requests) if keys and not previews else [None] * len(requests)
         loop = asyncio.get_running_loop()
         futures = []
         for index, request in enumerate(requests):
+            if cached[index] is not None:
+                continue
             callback = None
-            if on_partial is not None and partial_images > 0:
+            if previews:
                 callback = self._preview_sink(loop, index, steps, partial_images, width, height, job, on_partial)
             futures.append(asyncio.wrap_future(worker.submit(request, callback)))
         try:
-            results: list[EngineResult] = await asyncio.gather(*futures)
+            made: list[EngineResult] = list(await asyncio.gather(*futures))
         except Exception as error:
             for future in futures:
                 future.cancel()
             raise ModelFailure(f"The model failed: {error}", None, "model_error") from error
+        if keys:
+            self._remember(keys, cached, made)
+        results = [hit if hit is not None else made.pop(0) for hit in cached]
+        cache_states = ["hit" if hit is not None else "miss" for hit in cached] if keys else None
         outputs = await asyncio.to_thread(self._check_images, job, [r.image for r in results], plan.level, "output",
                                           principal)
-        produced = await asyncio.to_thread(self._store, plan, principal, results, outputs)
+        produced = await asyncio.to_thread(self._store, plan, principal, results, outputs, cache_states)
         return ImagesResult(
             created=int(time.time()),
             images=produced,
@@ -227,7 +240,41 @@ class ImageService:
             output_format=job.output_format,
             usage=self._usage(job, sources, width, height),
             model_seconds=max(r.model_seconds for r in results),
+            cache=None if cache_states is None else ("hit" if "miss" not in cache_states else "miss"),
         )
+
+    # ---- the exact result cache (see service/result_cache) -------------------------------------
+
+    def _cache_keys(self, plan: Plan, principal: Principal, requests: list[EngineRequest]) -> list[str]:
+        if self.result_cache is None:
+            return []
+        backend = self.registry.worker(plan.model).backend
+        params = plan.job.parameters()
+        common = {"tenant": principal.tenant_id, "model": plan.model, "weights": backend.weights_hash,
+                  "device": backend.device.split(":")[0], "kind": params["kind"], "task": plan.task,
+                  "prompt": plan.job.prompt, "inputs": params["input_hashes"], "mask": params["mask_hash"],
+                  "size": plan.size, "steps": plan.steps, "background": plan.job.background,
+                  "blend": self.mask_blend_px, "auto_mask": self.auto_edit_mask}
+        return [cache_key(**common, seed=request.seed) for request in requests]
+
+    def _lookup(self, keys: list[str], requests: list[EngineRequest]) -> list[EngineResult | None]:
+        """The cached outputs as engine results (None for a miss); their model time is the lookup's own."""
+        assert self.result_cache is not None
+        found: list[EngineResult | None] = []
+        for key, request in zip(keys, requests):
+            started = time.perf_counter()
+            hit = self.result_cache.get(key)
+            found.append(None if hit is None else EngineResult(
+                hit.image.copy(), request.seed, list(hit.unknown_words), hit.revised_prompt,
+                model_seconds=time.perf_counter() - started))
+        return found
+
+    def _remember(self, keys: list[str], cached: list[EngineResult | None], made: list[EngineResult]) -> None:
+        assert self.result_cache is not None
+        misses = [key for key, hit in zip(keys, cached) if hit is None]
+        for key, result in zip(misses, made):
+            self.result_cache.put(key, CachedOutput(result.image.copy(), tuple(result.unknown_words),
+                                                    result.revised_prompt))
 
     async def stream(self, job: ImageJob | Plan, principal: Principal, partial_images: int) -> AsyncIterator:
         """Yield PartialImage events as previews arrive, then the ImagesResult."""
@@ -302,7 +349,8 @@ class ImageService:
         return on_step
 
     def _store(self, plan: Plan, principal: Principal, results: list[EngineResult],
-               output_checks: list[Decision] | None = None) -> list[ProducedImage]:
+               output_checks: list[Decision] | None = None,
+               cache_states: list[str] | None = None) -> list[ProducedImage]:
         """Sign, store every blob, then every record and audit entry in one transaction: all or nothing.
 
         Audit indexes are reserved first because each C2PA manifest names its entry; a failure after that
@@ -312,7 +360,7 @@ class ImageService:
         """
         receipt = self.governance.receipt(len(results))
         try:
-            produced = self._store_signed(plan, principal, results, receipt, output_checks or [])
+            produced = self._store_signed(plan, principal, results, receipt, output_checks or [], cache_states)
         except BaseException as error:
             receipt.fail(error)
             raise
@@ -320,7 +368,7 @@ class ImageService:
         return produced
 
     def _store_signed(self, plan: Plan, principal: Principal, results: list[EngineResult], receipt: Receipt,
-                      output_checks: list[Decision]) -> list[ProducedImage]:
+                      output_checks: list[Decision], cache_states: list[str] | None = None) -> list[ProducedImage]:
         job, model, sources = plan.job, plan.model, plan.sources
         if plan.mask is not None:
             # The hard mask, whatever the backend did: outside the editable area the input's own pixels
@@ -364,7 +412,7 @@ class ImageService:
                 "parents": list(parent_ids), "weights_hash": backend.weights_hash,
                 "pixels_hash": pixels_hash(result.image), "device": backend.device.split(":")[0],
                 "batch_invariant": backend.batch_invariant, "badge": badge.to_dict() if badge else None,
-                "watermark": marks.watermark})
+                "watermark": marks.watermark, **({"cache": cache_states[position]} if cache_states else {})})
             produced.append(ProducedImage(artifact, result.seed, result.revised_prompt, result.unknown_words))
         records = [(upload, {"kind": "upload"}) for upload in uploads]
         records += [(item.artifact, {**params, "seed": item.seed, "audit_index": item.artifact.audit_index})

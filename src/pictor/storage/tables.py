@@ -213,3 +213,61 @@ class ImageJobRow(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# ---- files and batches (POST /v1/files, POST /v1/batches) -------------------------------------------------------
+
+
+class FileRow(Base):
+    """An uploaded or produced file (JSONL for batches); the bytes live in the blob store under `content_hash`."""
+
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_tenant_seq", "tenant_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String(256))
+    purpose: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BatchRow(Base):
+    """A batch of image requests; `times` holds the upstream timestamps (in_progress_at, completed_at, ...)."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_tenant_seq", "tenant_id", "seq"), Index("ix_batches_status", "status"))
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    input_file_id: Mapped[str] = mapped_column(String(40))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    completion_window: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="validating")
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. the base URL for `url` results
+    times: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    output_file_id: Mapped[str | None] = mapped_column(String(40))
+    error_file_id: Mapped[str | None] = mapped_column(String(40))
+    errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BatchItemRow(Base):
+    """One line of a batch: the job that runs it, or the error that kept it from being queued."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (Index("ix_batch_items_batch_line", "batch_id", "line"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(Integer)  # index among the file's requests
+    custom_id: Mapped[str] = mapped_column(String(256))
+    job_id: Mapped[str | None] = mapped_column(String(40))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -53,7 +53,13 @@ async def _answer(request: Request, parts: Components, caller: Principal, job: I
     _count(parts, plan, result)
     # Server-Timing lets clients (and bench/server_overhead.py) tell model time from server overhead.
     return JSONResponse(images_response(result, fields.response_format, url_for(request, parts, caller)),
-                        headers={"server-timing": f"model;dur={result.model_seconds * 1000:.1f}"})
+                        headers={"server-timing": server_timing(result)})
+
+
+def server_timing(result: ImagesResult) -> str:
+    """`model;dur=` (ms), and `cache;desc=hit|miss` when the request was cacheable (it gave a seed)."""
+    timing = f"model;dur={result.model_seconds * 1000:.1f}"
+    return timing if result.cache is None else f"{timing}, cache;desc={result.cache}"
 
 
 def _count(parts: Components, plan: Plan, result: ImagesResult) -> None:

@@ -8,7 +8,7 @@ image ids: the same body the synchronous endpoint returns, with fresh signed lin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -61,6 +61,12 @@ def parse_request(endpoint: str, body: dict[str, Any], tenant_id: str) -> ImageJ
 
 
 def _result(request: Request, parts: Components, caller: Principal, record: JobRecord) -> dict[str, Any]:
+    return render_result(parts, caller, record, url_for(request, parts, caller))
+
+
+def render_result(parts: Components, caller: Principal, record: JobRecord,
+                  url: Callable[[str], str]) -> dict[str, Any]:
+    """A succeeded job's result as the synchronous endpoint's body (`url` makes an image's signed link)."""
     summary = record.result or {}
     response_format = record.request.get("response_format")
     produced = []
@@ -74,7 +80,7 @@ def _result(request: Request, parts: Components, caller: Principal, record: JobR
     result = ImagesResult(created=summary["created"], images=produced, size=summary["size"],
                           quality=summary["quality"], background=summary["background"],
                           output_format=summary["output_format"], usage=summary["usage"])
-    return images_response(result, response_format, url_for(request, parts, caller))
+    return images_response(result, response_format, url)
 
 
 def job_object(request: Request, parts: Components, caller: Principal, record: JobRecord,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pictor.api.dependencies import Caller, components
+from pictor.api.dependencies import Caller, Components, components
 from pictor.api.errors import ApiError
 
 router = APIRouter()
@@ -47,10 +47,24 @@ async def readyz(request: Request) -> Response:
     return Response('{"status":"ready"}', media_type="application/json")
 
 
+def cache_stats(parts: Components) -> dict[str, tuple[int, int, int]]:
+    """(hits, misses, bytes) of the result cache and of the backends' prompt-encoding caches (summed)."""
+    stats: dict[str, tuple[int, int, int]] = {}
+    result = parts.service.result_cache
+    if result is not None:
+        stats["result"] = (result.hits, result.misses, result.bytes)
+    prompt = [cache for worker in parts.registry.workers.values()
+              if (cache := getattr(worker.backend, "prompt_cache", None)) is not None]
+    if prompt:
+        stats["prompt"] = (sum(c.hits for c in prompt), sum(c.misses for c in prompt), sum(c.bytes for c in prompt))
+    return stats
+
+
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     parts = components(request)
     for name, worker in parts.registry.workers.items():
         parts.metrics.queue_depth.labels(name).set(worker.queue_depth)
         parts.metrics.model_seconds.labels(name).set(worker.model_seconds)
+    parts.metrics.caches.update(cache_stats(parts))
     return Response(generate_latest(parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)

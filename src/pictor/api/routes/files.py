@@ -1,0 +1,88 @@
+"""Files in the upstream shape: POST /v1/files (purpose `batch`), GET /v1/files[/{id}[/content]], DELETE.
+
+Only batch input files are accepted (JSONL, checked when a batch is created); the batch outputs are files of
+purpose `batch_output`. The bytes live in the blob store; the record belongs to the caller's tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.datastructures import UploadFile
+
+from pictor.api.dependencies import Caller, components
+from pictor.api.errors import ApiError
+from pictor.service.batches import new_id
+from pictor.storage.batches import BatchStore, FileRecord, NewFile
+
+router = APIRouter()
+
+MAX_FILE_BYTES = 100 * 1024 * 1024  # (the server's request limit applies too)
+PURPOSES = ("batch",)
+
+
+def file_object(record: FileRecord) -> dict[str, Any]:
+    return {"id": record.id, "object": "file", "bytes": record.size, "created_at": int(record.created.timestamp()),
+            "filename": record.filename, "purpose": record.purpose, "status": "processed", "expires_at": None,
+            "status_details": None}
+
+
+def store(request: Request) -> BatchStore:
+    return components(request).batches.store
+
+
+@router.post("/v1/files")
+async def upload_file(request: Request, caller: Caller) -> dict[str, Any]:
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except Exception as error:
+        raise ApiError(400, f"Could not read the multipart form: {error}", code="invalid_form") from None
+    upload, purpose = form.get("file"), form.get("purpose")
+    if not isinstance(upload, UploadFile):
+        raise ApiError(400, "Missing required parameter: 'file' (a file upload).", param="file",
+                       code="missing_required_parameter")
+    if purpose not in PURPOSES:
+        raise ApiError(400, f"Invalid value for 'purpose': {purpose!r}; this server accepts 'batch'.",
+                       param="purpose", code="invalid_value")
+    data = await upload.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ApiError(400, f"The file is larger than {MAX_FILE_BYTES} bytes.", param="file", code="file_too_large")
+    if not data:
+        raise ApiError(400, "The file is empty.", param="file", code="invalid_file")
+    parts = components(request)
+    digest = await asyncio.to_thread(parts.blobs.put, data)
+    name = (upload.filename or "upload.jsonl")[:256]
+    record = await asyncio.to_thread(store(request).add_file, caller.tenant_id,
+                                     NewFile(new_id("file-"), name, len(data), digest), purpose)
+    return file_object(record)
+
+
+@router.get("/v1/files")
+async def list_files(request: Request, caller: Caller, limit: int = Query(20, ge=1, le=10_000),
+                     after: str | None = None, purpose: str | None = None) -> dict[str, Any]:
+    records = store(request).list_files(caller.tenant_id, limit + 1, after, purpose)
+    data = [file_object(record) for record in records[:limit]]
+    return {"object": "list", "data": data, "has_more": len(records) > limit,
+            "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+
+
+@router.get("/v1/files/{file_id}")
+async def get_file(file_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    return file_object(store(request).get_file(caller.tenant_id, file_id))
+
+
+@router.get("/v1/files/{file_id}/content")
+async def file_content(file_id: str, request: Request, caller: Caller) -> Response:
+    record = store(request).get_file(caller.tenant_id, file_id)
+    data = await asyncio.to_thread(components(request).blobs.get, record.content_hash)
+    name = record.filename.replace('"', "")
+    return Response(data, media_type="application/octet-stream",
+                    headers={"content-disposition": f'attachment; filename="{name}"'})
+
+
+@router.delete("/v1/files/{file_id}")
+async def delete_file(file_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    store(request).delete_file(caller.tenant_id, file_id)
+    return {"id": file_id, "object": "file", "deleted": True}

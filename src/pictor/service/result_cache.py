@@ -1,0 +1,82 @@
+"""The exact result cache: a seeded request made again answers from memory instead of the model.
+
+What is cached is the model's own output (the image before badge, watermark and signature, with the
+words it did not know and its revised prompt), never a served file: every hit still goes through the
+store path, so it gets its own artifact id, watermark, C2PA manifest and audit entry.
+
+The key names everything the model's output depends on: the tenant (a cache is never shared across
+tenants), the model and its weights, the device type, the normalised parameters (kind, task, prompt,
+input and mask content hashes, size, steps, background, the seed of this one image), plus the service
+settings that shape the model's inputs. Only requests with an explicit seed are cached: without one the
+seed is random, so a repeat could never match. LRU, bounded by the bytes of the cached pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class CachedOutput:
+    image: Image.Image
+    unknown_words: tuple[str, ...]
+    revised_prompt: str | None
+
+    @property
+    def nbytes(self) -> int:
+        return self.image.width * self.image.height * len(self.image.getbands()) + 256
+
+
+def cache_key(**fields: object) -> str:
+    """A stable digest of the key fields (JSON, sorted): order and spelling of the call do not matter."""
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ResultCache:
+    """A thread-safe LRU of model outputs, at most `max_bytes` of pixels (0 = off: nothing is kept)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max(0, max_bytes)
+        self._items: OrderedDict[str, CachedOutput] = OrderedDict()
+        self._lock = threading.Lock()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> CachedOutput | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return found
+
+    def put(self, key: str, output: CachedOutput) -> None:
+        size = output.nbytes
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= old.nbytes
+            self._items[key] = output
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self.bytes -= evicted.nbytes
