@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = 100 * 1024 * 1024
     url_lifetime_s: int = 3600
     max_batch: int = 8
+    # A streamed answer sends an SSE comment (`: keep-alive`) when no event has gone out for this long.
+    sse_keepalive_s: float = 15.0
     job_workers: int = 2  # async jobs (POST /v1/jobs) run at most this many at once
     # Hard masks: pixels outside the mask are always the input's own; this many pixels just inside its edge
     # mix the model's output into the original (a feathered seam). 0 = a hard edge.

@@ -47,3 +47,5 @@ class Metrics:
         self.registry.register(self.caches)
         self.model_seconds = Gauge("pictor_model_busy_seconds", "Time models spent running", ["model"],
                                    registry=self.registry)
+        self.dropped = Gauge("pictor_engine_requests_dropped", "Queued model requests cancelled before they ran",
+                             ["model"], registry=self.registry)

@@ -36,6 +36,7 @@ class ModelWorker:
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name=f"model-{backend.name}", daemon=True)
         self.model_seconds = 0.0  # busy time, for metrics
+        self.dropped = 0  # requests cancelled before they ran (their client went away), for metrics
         self._thread.start()
 
     @property
@@ -71,9 +72,19 @@ class ModelWorker:
             if first is None:
                 return
             batch, stop = self._take_batch(first)
-            live = [item for item in batch if item.future.set_running_or_notify_cancel()]
-            if live:
-                self._run(live)
+            if getattr(self.backend, "batch_invariant", False):
+                # One pipeline call per image anyway: start each only when its turn comes, so a request
+                # cancelled meanwhile (a streaming client that went away) is dropped, not run.
+                for item in batch:
+                    if item.future.set_running_or_notify_cancel():
+                        self._run([item])
+                    else:
+                        self.dropped += 1
+            else:
+                live = [item for item in batch if item.future.set_running_or_notify_cancel()]
+                self.dropped += len(batch) - len(live)
+                if live:
+                    self._run(live)
             if stop:
                 return
 

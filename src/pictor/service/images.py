@@ -8,6 +8,7 @@ so a refused or failed request leaves no state behind.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import secrets
@@ -31,6 +32,8 @@ from pictor.service.governance import Governance, Receipt, pixels_hash
 from pictor.service.inputs import ACCEPTED_FORMATS, editable_area, open_image
 from pictor.service.result_cache import CachedOutput, ResultCache, cache_key
 from pictor.storage import Database, LocalBlobStore, Principal
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = (1024, 1024)
 MIN_SIDE, MAX_SIDE, MAX_RATIO = 16, 4096, 3.0
@@ -106,6 +109,10 @@ class PartialImage:
     image_index: int
     partial_index: int
     data: bytes
+
+
+# What `stream` yields when nothing else was due for `keepalive_s` (an SSE comment on the wire).
+KEEP_ALIVE = object()
 
 
 def _check_bounds(width: int, height: int, what: str, param: str, code: str) -> None:
@@ -276,17 +283,33 @@ class ImageService:
             self.result_cache.put(key, CachedOutput(result.image.copy(), tuple(result.unknown_words),
                                                     result.revised_prompt))
 
-    async def stream(self, job: ImageJob | Plan, principal: Principal, partial_images: int) -> AsyncIterator:
-        """Yield PartialImage events as previews arrive, then the ImagesResult."""
+    async def stream(self, job: ImageJob | Plan, principal: Principal, partial_images: int,
+                     keepalive_s: float | None = None) -> AsyncIterator:
+        """Yield PartialImage events as previews arrive, then the ImagesResult; KEEP_ALIVE whenever
+        `keepalive_s` passes without one. Closing (or cancelling) the iterator cancels the work: engine
+        requests still queued are dropped, and nothing is stored unless storing had already begun."""
         events: asyncio.Queue = asyncio.Queue()
         task = asyncio.create_task(self.run(job, principal, on_partial=events.put_nowait,
                                             partial_images=partial_images))
         task.add_done_callback(lambda _: events.put_nowait(None))
+        getter: asyncio.Task | None = None
         try:
-            while (event := await events.get()) is not None:
+            while True:
+                getter = getter or asyncio.ensure_future(events.get())
+                done, _ = await asyncio.wait({getter}, timeout=keepalive_s)
+                if not done:
+                    yield KEEP_ALIVE
+                    continue
+                event, getter = getter.result(), None
+                if event is None:
+                    break
                 yield event
             yield task.result()
         finally:
+            if getter is not None:
+                getter.cancel()
+            if not task.done():
+                log.info("stream closed before its result: cancelling its work")
             task.cancel()
 
     # ---- steps ---------------------------------------------------------------------------------

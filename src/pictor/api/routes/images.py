@@ -27,7 +27,7 @@ from pictor.api.sse import sse_event
 from pictor.core import ImageJob, JobKind
 from pictor.service.encoding import MIME_TYPES
 from pictor.service.errors import ServiceError
-from pictor.service.images import ImagesResult, PartialImage, Plan
+from pictor.service.images import KEEP_ALIVE, ImagesResult, PartialImage, Plan
 from pictor.storage import Principal
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,11 @@ def _count(parts: Components, plan: Plan, result: ImagesResult) -> None:
 async def _stream(parts: Components, caller: Principal, plan: Plan, partial_images: int,
                   prefix: str) -> AsyncIterator[bytes]:
     try:
-        async for event in parts.service.stream(plan, caller, partial_images):
-            if isinstance(event, PartialImage):
+        async for event in parts.service.stream(plan, caller, partial_images, parts.settings.sse_keepalive_s or None):
+            if event is KEEP_ALIVE:
+                yield b": keep-alive\n\n"
+                continue
+            elif isinstance(event, PartialImage):
                 yield sse_event({"type": f"{prefix}.partial_image", "b64_json": base64.b64encode(event.data).decode(),
                                  "partial_image_index": event.partial_index, "created_at": int(time.time()),
                                  "size": plan.size, "quality": plan.quality, "background": plan.background,

@@ -66,5 +66,6 @@ async def metrics(request: Request) -> Response:
     for name, worker in parts.registry.workers.items():
         parts.metrics.queue_depth.labels(name).set(worker.queue_depth)
         parts.metrics.model_seconds.labels(name).set(worker.model_seconds)
+        parts.metrics.dropped.labels(name).set(worker.dropped)
     parts.metrics.caches.update(cache_stats(parts))
     return Response(generate_latest(parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)

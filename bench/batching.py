@@ -1,0 +1,141 @@
+"""Batching across requests: throughput and latency at 1, 4, 16 and 64 concurrent clients, batching off vs on.
+
+Starts `pictor serve` twice (keyless, a temporary data folder each) on the embedded model: once with
+`PICTOR_BATCH_INVARIANT=true` (the default: one pipeline call per image, a seed reproduces byte for byte)
+and once with `PICTOR_BATCH_INVARIANT=false PICTOR_MAX_BATCH=16` (the worker hands the requests queued
+within its short window to one pipeline call). Clients are asyncio tasks on one httpx.AsyncClient, each
+sending its requests back to back; a few warm-up requests precede every measured level.
+
+Only request-level batching exists: requests join a batch when they start together; step-level batching
+(joining a running batch at another denoising step) is not implemented.
+
+    taskset -c 1 python bench/batching.py [--sizes 64x64] [--quality low] [--output bench/results/batching-cpu-1core]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from pictor.embedded.evaluate import machine_description
+
+PROMPTS = ["a red star in the top left and a blue circle on a white background",
+           "a green triangle in the bottom right on a yellow background",
+           "a small purple square in the center on a gradient background from white to blue",
+           "a large orange heart in the top right on a black background"]
+MODES = {"off": {"PICTOR_BATCH_INVARIANT": "true"},
+         "on": {"PICTOR_BATCH_INVARIANT": "false", "PICTOR_MAX_BATCH": "16"}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def level(url: str, clients: int, per_client: int, size: str, quality: str) -> dict:
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
+        latencies: list[float] = []
+
+        async def client(index: int) -> None:
+            for k in range(per_client):
+                body = {"prompt": PROMPTS[(index + k) % len(PROMPTS)], "size": size, "quality": quality}
+                started = time.perf_counter()
+                response = await http.post("/v1/images/generations", json=body)
+                response.raise_for_status()
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(client(i) for i in range(min(clients, 4))))  # warm-up
+        latencies.clear()
+        started = time.perf_counter()
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        wall = time.perf_counter() - started
+    return {"clients": clients, "requests": len(latencies), "wall_s": round(wall, 3),
+            "images_per_s": round(len(latencies) / wall, 2), "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+            "p99_ms": round(percentile(latencies, 99) * 1000, 1)}
+
+
+def serve(extra_env: dict[str, str], data: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "PICTOR_LOG_JSON": "false", "PICTOR_RESULT_CACHE_MB": "0", **extra_env}
+    process = subprocess.Popen([sys.executable, "-m", "pictor.cli", "serve", "--keyless", "--port", str(port),
+                                "--data-dir", data], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("pictor serve did not become ready")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="64x64")
+    parser.add_argument("--quality", default="low")
+    parser.add_argument("--clients", default="1,4,16,64")
+    parser.add_argument("--requests", type=int, default=64, help="at least this many measured requests per level")
+    parser.add_argument("--output")
+    parser.add_argument("--note", default="")
+    args = parser.parse_args()
+    clients = [int(c) for c in args.clients.split(",")]
+    rows = []
+    for size in args.sizes.split(","):
+        for mode, env in MODES.items():
+            with tempfile.TemporaryDirectory() as data:
+                process, url = serve(env, data)
+                try:
+                    for count in clients:
+                        per_client = max(1, -(-args.requests // count))
+                        row = {"size": size, "quality": args.quality, "batching": mode,
+                               **asyncio.run(level(url, count, per_client, size, args.quality))}
+                        print(json.dumps(row), flush=True)
+                        rows.append(row)
+                finally:
+                    process.terminate()
+                    process.wait(timeout=30)
+    for row in rows:
+        alone = next(r for r in rows if r["size"] == row["size"] and r["batching"] == "off" and r["clients"] == 1)
+        row["speedup_vs_one_at_a_time"] = round(row["images_per_s"] / alone["images_per_s"], 2)
+    result = {"machine": machine_description(), "note": args.note, "quality": args.quality,
+              "step_level_batching": "not implemented", "rows": rows}
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        lines = ["# Batching across requests", "", f"Machine: {result['machine']}", ""]
+        if args.note:
+            lines += [args.note, ""]
+        lines += ["| size | batching | clients | requests | images/s | p50 ms | p99 ms | x vs 1 client, off |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['size']} | {r['batching']} | {r['clients']} | {r['requests']} | {r['images_per_s']} | "
+                  f"{r['p50_ms']} | {r['p99_ms']} | {r['speedup_vs_one_at_a_time']} |" for r in rows]
+        lines += ["", "Off: `PICTOR_BATCH_INVARIANT=true` (default; one pipeline call per image). On: "
+                  "`PICTOR_BATCH_INVARIANT=false PICTOR_MAX_BATCH=16`. Result cache off. Step-level batching "
+                  "(joining requests at different denoising steps) is not implemented: a batch forms only from "
+                  "requests queued together.", ""]
+        out.with_suffix(".md").write_text("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
