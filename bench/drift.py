@@ -23,6 +23,7 @@ import asyncio
 import io
 import json
 import math
+import os
 import random
 import statistics
 import sys
@@ -144,7 +145,7 @@ def summarise(results: dict[str, list[list[dict]]]) -> dict:
 
 def markdown(report: dict) -> str:
     lines = [f"# Drift: {STEPS} successive edits on the embedded model ({SIDE}x{SIDE})", "",
-             f"Machine: {report['machine']}. Ran pinned to one core (`taskset -c 1`, torch with 1 thread).", "",
+             f"Machine: {report['machine']}. CPU cores this process could use: {report['cores']}.", "",
              f"{report['scenes']} scenes (seed {report['seed']}), {STEPS} one-object edits each (recolour / move / "
              "add / remove / resize), through ImageService in-process (the /v1/images/edits path: hard mask, "
              "watermark, C2PA, storage), quality `auto` (medium). PSNR vs the original over the pixels no edit "
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             parts.close()
     summary = summarise(results)
-    report = {"machine": machine_description(), "pinned": "one core (taskset -c 1), torch 1 thread",
+    report = {"machine": machine_description(), "cores": len(os.sched_getaffinity(0)),
               "scenes": args.scenes, "seed": args.seed, "size": SIDE, "steps": STEPS, "goal_db": GOAL_DB,
               "seconds": time.time() - started, "summary": summary,
               "note": NOTE,
