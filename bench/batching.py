@@ -17,15 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from local_server import local_server, percentile
 
 from pictor.embedded.evaluate import machine_description
 
@@ -35,17 +32,6 @@ PROMPTS = ["a red star in the top left and a blue circle on a white background",
            "a large orange heart in the top right on a black background"]
 MODES = {"off": {"PICTOR_BATCH_INVARIANT": "true"},
          "on": {"PICTOR_BATCH_INVARIANT": "false", "PICTOR_MAX_BATCH": "16"}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def level(url: str, clients: int, per_client: int, size: str, quality: str) -> dict:
@@ -71,23 +57,6 @@ async def level(url: str, clients: int, per_client: int, size: str, quality: str
             "p99_ms": round(percentile(latencies, 99) * 1000, 1)}
 
 
-def serve(extra_env: dict[str, str], data: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "PICTOR_LOG_JSON": "false", "PICTOR_RESULT_CACHE_MB": "0", **extra_env}
-    process = subprocess.Popen([sys.executable, "-m", "pictor.cli", "serve", "--keyless", "--port", str(port),
-                                "--data-dir", data], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("pictor serve did not become ready")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="64x64")
@@ -101,18 +70,13 @@ def main() -> int:
     rows = []
     for size in args.sizes.split(","):
         for mode, env in MODES.items():
-            with tempfile.TemporaryDirectory() as data:
-                process, url = serve(env, data)
-                try:
-                    for count in clients:
-                        per_client = max(1, -(-args.requests // count))
-                        row = {"size": size, "quality": args.quality, "batching": mode,
-                               **asyncio.run(level(url, count, per_client, size, args.quality))}
-                        print(json.dumps(row), flush=True)
-                        rows.append(row)
-                finally:
-                    process.terminate()
-                    process.wait(timeout=30)
+            with local_server({"PICTOR_RESULT_CACHE_MB": "0", **env}) as url:
+                for count in clients:
+                    per_client = max(1, -(-args.requests // count))
+                    row = {"size": size, "quality": args.quality, "batching": mode,
+                           **asyncio.run(level(url, count, per_client, size, args.quality))}
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
     for row in rows:
         alone = next(r for r in rows if r["size"] == row["size"] and r["batching"] == "off" and r["clients"] == 1)
         row["speedup_vs_one_at_a_time"] = round(row["images_per_s"] / alone["images_per_s"], 2)

@@ -17,22 +17,16 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from local_server import local_server, model_ms, percentile
 
 from pictor.embedded.evaluate import machine_description
 
 PROMPT = "a red star in the top left and a blue circle on a white background"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -46,48 +40,27 @@ def timed(client: httpx.Client, body: dict) -> tuple[float, float, str]:
     total = (time.perf_counter() - started) * 1000
     response.raise_for_status()
     timing = response.headers["server-timing"]
-    model = float(timing.split("model;dur=")[1].split(",")[0])
     state = timing.split("cache;desc=")[1] if "cache;desc=" in timing else "none"
-    return model, total, state
+    return model_ms(response), total, state
 
 
 def serve_and_measure(requests: int, size: str) -> dict:
-    with tempfile.TemporaryDirectory() as data:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {**os.environ, "PICTOR_LOG_JSON": "false", "OMP_NUM_THREADS": "1"}
-        server = subprocess.Popen([sys.executable, "-m", "pictor.cli", "serve", "--keyless", "--port", str(port),
-                                   "--data-dir", data], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-                for _ in range(600):
-                    try:
-                        if client.get("/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    time.sleep(0.2)
-                body = {"prompt": PROMPT, "size": size, "quality": "low", "output_format": "png", "seed": 1}
-                timed(client, {**body, "seed": 0})  # warm-up
-                rows: dict[str, list[tuple[float, float]]] = {"hit": [], "miss": []}
-                first = timed(client, body)
-                assert first[2] == "miss", first
-                rows["miss"].append(first[:2])
-                for index in range(requests):
-                    hit = timed(client, body)
-                    assert hit[2] == "hit", hit
-                    rows["hit"].append(hit[:2])
-                    if index % 4 == 0:  # misses interleaved: a new seed each time
-                        miss = timed(client, {**body, "seed": 1000 + index})
-                        assert miss[2] == "miss", miss
-                        rows["miss"].append(miss[:2])
-                metrics = client.get("/metrics").text
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with local_server({"OMP_NUM_THREADS": "1"}) as url, httpx.Client(base_url=url, timeout=300) as client:
+        body = {"prompt": PROMPT, "size": size, "quality": "low", "output_format": "png", "seed": 1}
+        timed(client, {**body, "seed": 0})  # warm-up
+        rows: dict[str, list[tuple[float, float]]] = {"hit": [], "miss": []}
+        first = timed(client, body)
+        assert first[2] == "miss", first
+        rows["miss"].append(first[:2])
+        for index in range(requests):
+            hit = timed(client, body)
+            assert hit[2] == "hit", hit
+            rows["hit"].append(hit[:2])
+            if index % 4 == 0:  # misses interleaved: a new seed each time
+                miss = timed(client, {**body, "seed": 1000 + index})
+                assert miss[2] == "miss", miss
+                rows["miss"].append(miss[:2])
+        metrics = client.get("/metrics").text
     out = {}
     for state, values in rows.items():
         model = [m for m, _ in values]

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from local_server import percentile
+
 from pictor.governance.policy import Policy
 
 LEVELS = ("strict", "standard", "low")
@@ -43,11 +45,6 @@ def load(path: Path) -> list[dict]:
             raise ValueError(f"bad item {item['id']}")
         item["held_out"] = held_out(item["id"])
     return items
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def scores(rows: list[tuple[bool, bool]]) -> dict:

@@ -23,16 +23,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from local_server import percentile
 from PIL import Image, ImageDraw
 
 from pictor.embedded.evaluate import machine_description
 from pictor.governance.credentials import load_or_create
 from pictor.governance.provenance import ProvenanceClaim, read, sign
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def images(size: int) -> dict[str, bytes]:

@@ -10,29 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from local_server import local_server, model_ms, percentile
 
 from pictor.embedded.evaluate import machine_description
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def main() -> int:
@@ -41,36 +26,19 @@ def main() -> int:
     parser.add_argument("--size", default="1024x1024")
     parser.add_argument("--output")
     args = parser.parse_args()
-    port = free_port()
-    with tempfile.TemporaryDirectory() as data:
-        env = {**os.environ, "PICTOR_LOG_JSON": "false"}
-        server = subprocess.Popen([sys.executable, "-m", "pictor.cli", "serve", "--keyless", "--port", str(port),
-                                   "--data-dir", data], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            with httpx.Client(base_url=url, timeout=120) as client:
-                for _ in range(300):
-                    try:
-                        if client.get("/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    time.sleep(0.2)
-                body = {"prompt": "a red star in the top left and a blue circle on a white background",
-                        "size": args.size, "output_format": "png"}
-                for seed in range(3):  # warm-up
-                    client.post("/v1/images/generations", json={**body, "seed": seed}).raise_for_status()
-                totals, models = [], []
-                for i in range(args.requests):
-                    started = time.perf_counter()
-                    response = client.post("/v1/images/generations", json={**body, "seed": 100 + i})
-                    total = (time.perf_counter() - started) * 1000
-                    response.raise_for_status()
-                    totals.append(total)
-                    models.append(float(response.headers["server-timing"].partition(";dur=")[2]))
-        finally:
-            server.terminate()
-            server.wait(30)
+    with local_server() as url, httpx.Client(base_url=url, timeout=120) as client:
+        body = {"prompt": "a red star in the top left and a blue circle on a white background",
+                "size": args.size, "output_format": "png"}
+        for seed in range(3):  # warm-up
+            client.post("/v1/images/generations", json={**body, "seed": seed}).raise_for_status()
+        totals, models = [], []
+        for i in range(args.requests):
+            started = time.perf_counter()
+            response = client.post("/v1/images/generations", json={**body, "seed": 100 + i})
+            total = (time.perf_counter() - started) * 1000
+            response.raise_for_status()
+            totals.append(total)
+            models.append(model_ms(response))
     overhead = [t - m for t, m in zip(totals, models)]
     result = {"machine": machine_description(), "requests": args.requests, "size": args.size,
               "overhead_ms": {"p50": statistics.median(overhead), "p99": percentile(overhead, 99)},

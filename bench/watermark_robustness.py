@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from local_server import percentile
 from PIL import Image
 
 from pictor.embedded.evaluate import machine_description
@@ -128,11 +129,6 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
     x = np.asarray(a.convert("RGB"), dtype=np.float64)
     y = np.asarray(b.convert("RGB"), dtype=np.float64)
     return float(10 * np.log10(255.0**2 / max(np.mean((x - y) ** 2), 1e-12)))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def timed(fn):

@@ -1,0 +1,58 @@
+"""What the HTTP benchmarks share: a keyless `pictor serve` on a free loopback port with a throwaway data
+folder, the model time a response reports, and percentiles. Imported by the scripts beside it
+(`python bench/NAME.py` puts this folder on the path)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+READY_TIMEOUT_S = 120
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def model_ms(response: httpx.Response) -> float:
+    """The `model;dur=` entry of Server-Timing (other entries, such as `cache;desc=`, may follow it)."""
+    timing = response.headers["server-timing"]
+    return float(timing.split("model;dur=")[1].split(",")[0])
+
+
+@contextmanager
+def local_server(extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """`pictor serve --keyless` until the block ends; yields its base URL once /readyz answers 200."""
+    with tempfile.TemporaryDirectory() as data, socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        env = {**os.environ, "PICTOR_LOG_JSON": "false", **(extra_env or {})}
+        process = subprocess.Popen([sys.executable, "-m", "pictor.cli", "serve", "--keyless", "--port", str(port),
+                                    "--data-dir", data], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while True:
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("pictor serve did not become ready")
+                time.sleep(0.2)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
