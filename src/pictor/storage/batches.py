@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from pictor.storage.database import Database, JobRecord, _job
+from pictor.storage.database import Database, JobRecord, _job, tenant_row
 from pictor.storage.errors import NotFound
 from pictor.storage.tables import BatchItemRow, BatchRow, FileRow, ImageJobRow, utcnow
 
@@ -120,10 +120,7 @@ class BatchStore:
 
     def get_file(self, tenant_id: str, file_id: str) -> FileRecord:
         with self._transaction() as session:
-            row = session.scalar(select(FileRow).where(FileRow.id == file_id, FileRow.tenant_id == tenant_id))
-            if row is None:
-                raise FileNotFound(file_id)
-            return _file(row)
+            return _file(tenant_row(session, FileRow, file_id, tenant_id, FileNotFound))
 
     def list_files(self, tenant_id: str, limit: int, after: str | None = None,
                    purpose: str | None = None) -> list[FileRecord]:
@@ -160,13 +157,7 @@ class BatchStore:
     def get_batch(self, tenant_id: str | None, batch_id: str) -> BatchRecord:
         """One batch; `tenant_id=None` only for the runner."""
         with self._transaction() as session:
-            query = select(BatchRow).where(BatchRow.id == batch_id)
-            if tenant_id is not None:
-                query = query.where(BatchRow.tenant_id == tenant_id)
-            row = session.scalar(query)
-            if row is None:
-                raise BatchNotFound(batch_id)
-            return _batch(row)
+            return _batch(tenant_row(session, BatchRow, batch_id, tenant_id, BatchNotFound))
 
     def list_batches(self, tenant_id: str, limit: int, after: str | None = None) -> list[BatchRecord]:
         with self._transaction() as session:

@@ -130,6 +130,18 @@ def _checkpoint(row: AuditCheckpointRow) -> AuditCheckpoint:
     return AuditCheckpoint(size=row.size, root=row.root, note=row.note, created=row.created)
 
 
+def tenant_row(session: Session, table: Any, row_id: str, tenant_id: str | None, missing: type[NotFound]) -> Any:
+    """The row with this id in the tenant (`tenant_id` None: any tenant, for internal runners only); another
+    tenant's row raises `missing` exactly like an unknown id."""
+    query = select(table).where(table.id == row_id)
+    if tenant_id is not None:
+        query = query.where(table.tenant_id == tenant_id)
+    row = session.scalar(query)
+    if row is None:
+        raise missing(row_id)
+    return row
+
+
 def _image(row: ImageRow) -> ImageRecord:
     return ImageRecord(
         id=row.id,
@@ -348,10 +360,7 @@ class Database:
     def get_image(self, tenant_id: str, image_id: str) -> ImageRecord:
         """The tenant's image; another tenant's id raises ImageNotFound just like an unknown one."""
         with self._transaction() as session:
-            row = session.scalar(select(ImageRow).where(ImageRow.id == image_id, ImageRow.tenant_id == tenant_id))
-            if row is None:
-                raise ImageNotFound(image_id)
-            return _image(row)
+            return _image(tenant_row(session, ImageRow, image_id, tenant_id, ImageNotFound))
 
     def find_image(self, tenant_id: str | None, content_hash: str) -> ImageRecord | None:
         """The tenant's newest image with exactly these bytes (an upload of an image Pictor made), if any.
@@ -791,13 +800,7 @@ class JobStore:
     def get_job(self, tenant_id: str | None, job_id: str) -> JobRecord:
         """One job; `tenant_id=None` only for the runner, which serves every tenant."""
         with self._transaction() as session:
-            query = select(ImageJobRow).where(ImageJobRow.id == job_id)
-            if tenant_id is not None:
-                query = query.where(ImageJobRow.tenant_id == tenant_id)
-            row = session.scalar(query)
-            if row is None:
-                raise JobNotFound(job_id)
-            return _job(row)
+            return _job(tenant_row(session, ImageJobRow, job_id, tenant_id, JobNotFound))
 
     def list_jobs(self, tenant_id: str, limit: int = 20) -> list[JobRecord]:
         with self._transaction() as session:
