@@ -85,6 +85,7 @@ class Plan:
     # (sources[1]) pasted in, and the mask the seam ring; this says where it went (see service/composition).
     composition: dict | None = None
     auto_mask: bool = False  # an unmasked instruction edit confined to the object it names
+    badge: BadgeSettings | None = None  # the tenant's visible badge, read with its other settings in prepare()
 
     @property
     def size(self) -> str:
@@ -189,7 +190,8 @@ class ImageService:
         keeps_alpha = mask is not None and has_alpha(sources[0])
         transparent = job.output_format != "jpeg" and (job.background == "transparent" or keeps_alpha)
         return Plan(job, model, task, width, height, sources, mask, STEPS_BY_QUALITY[job.quality],
-                    "transparent" if transparent else "opaque", level, decisions, placed, auto_mask)
+                    "transparent" if transparent else "opaque", level, decisions, placed, auto_mask,
+                    BadgeSettings.from_settings(settings))
 
     @staticmethod
     def _compose(job: ImageJob, sources: list[Image.Image],
@@ -415,7 +417,7 @@ class ImageService:
         if plan.auto_mask:
             params["auto_mask"] = True
         backend = self.registry.worker(model).backend
-        badge = BadgeSettings.from_settings(self.database.tenant_settings(principal.tenant_id))
+        badge = plan.badge
         produced = []
         for position, result in enumerate(results):
             artifact_id = new_image_id()
