@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -278,6 +279,88 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _pictor_client(args: argparse.Namespace):
+    """A client of the server at --server, or of one started in this process on the data folder."""
+    from pictor.commands.remote import PictorClient, local_server
+
+    if args.server:
+        key = args.api_key or os.environ.get("PICTOR_API_KEY")
+        if not key:
+            raise SystemExit("--server needs --api-key or PICTOR_API_KEY")
+        client = PictorClient(args.server, key)
+        try:
+            yield client
+        finally:
+            client.close()
+    else:
+        with local_server(_settings(args), args.tenant) as client:
+            yield client
+
+
+def _progress_bar(label: str, enabled: bool):
+    """(on_progress, close) for a tqdm bar whose total follows the batch's."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=label, unit="img", disable=not enabled, dynamic_ncols=True)
+
+    def on_progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.reset(total=total)
+        bar.n = done
+        bar.refresh()
+
+    return on_progress, bar.close
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from pictor.commands.batch import run_batch
+    from pictor.commands.remote import RemoteError
+
+    requests = Path(args.requests)
+    output = Path(args.output) if args.output else requests.with_name(requests.stem + ".output.jsonl")
+    on_progress, close = _progress_bar(requests.name, not args.no_progress)
+    try:
+        with _pictor_client(args) as client:
+            outcome = run_batch(client, requests, output, Path(args.errors) if args.errors else None,
+                                Path(args.images) if args.images else None, on_progress=on_progress)
+    except RemoteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        close()
+    print(f"{outcome.batch_id} {outcome.status}{' (resumed)' if outcome.resumed else ''}: "
+          f"{outcome.completed} of {outcome.total} succeeded, {outcome.failed} failed")
+    for label, path in (("output", outcome.output), ("errors", outcome.errors)):
+        if path is not None:
+            print(f"{label}: {path}")
+    if outcome.images:
+        print(f"images: {len(outcome.images)} in {Path(args.images)}")
+    return 0 if outcome.status == "completed" else 1
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from pictor.commands.dataset import DatasetOptions, build_dataset
+    from pictor.commands.remote import RemoteError
+
+    width, height = _size(args.size)
+    options = DatasetOptions(args.count, width, height, args.seed, args.max_objects, args.retries,
+                             args.keep_unverified, args.model, args.quality)
+    on_progress, close = _progress_bar("dataset", not args.no_progress)
+    try:
+        with _pictor_client(args) as client:
+            summary = build_dataset(client, Path(args.folder), options, on_progress)
+    except RemoteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        close()
+    print(f"{summary.folder}: {summary.verified} of {summary.requested} images verified by the judge "
+          f"({summary.unverified} still wrong, {summary.failed} refused or failed) after {summary.rounds} round(s), "
+          f"{summary.images_made} images made; annotations.json (COCO), metadata.jsonl, images/")
+    return 0 if summary.failed == 0 else 1
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from pictor.embedded import WEIGHTS_DIR
     from pictor.engine.loading import pipeline_class_name
@@ -400,6 +483,37 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--level", required=True, choices=("strict", "standard", "low"),
                            help="the policy level of `moderation=auto` requests (default standard)")
     tenants.set_defaults(func=cmd_tenants)
+
+    def server_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--server", help="a running Pictor (e.g. http://127.0.0.1:8000); default: start one here")
+        p.add_argument("--api-key", help="the key for --server (default: PICTOR_API_KEY)")
+        p.add_argument("--tenant", default="demo", help="without --server: the tenant the work is done for")
+        p.add_argument("--data-dir")
+        p.add_argument("--config")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    batch = sub.add_parser("batch", help="run a JSONL of Images requests through the Batch API")
+    batch_sub = batch.add_subparsers(dest="action", required=True)
+    batch_run = batch_sub.add_parser("run", help="upload, run and collect a batch; run it again to resume")
+    batch_run.add_argument("requests", help="JSONL: one {custom_id, method, url, body} per line")
+    batch_run.add_argument("-o", "--output", help="output JSONL (default: REQUESTS.output.jsonl)")
+    batch_run.add_argument("--errors", help="error JSONL (default: OUTPUT.errors.jsonl, when any line failed)")
+    batch_run.add_argument("--images", help="also write each image to this folder as CUSTOM_ID_N.FORMAT")
+    server_options(batch_run)
+    batch.set_defaults(func=cmd_batch)
+
+    dataset = sub.add_parser("dataset", help="a labelled synthetic data set (images, JSONL metadata, COCO boxes)")
+    dataset.add_argument("folder")
+    dataset.add_argument("--count", type=int, default=100)
+    dataset.add_argument("--size", default="64x64", help="WIDTHxHEIGHT")
+    dataset.add_argument("--seed", type=int, default=0, help="the scenes and the first seeds follow from it")
+    dataset.add_argument("--max-objects", type=int, default=2, choices=(1, 2, 3, 4))
+    dataset.add_argument("--retries", type=int, default=2, help="rounds that ask again for images the judge rejects")
+    dataset.add_argument("--keep-unverified", action="store_true", help="label images still wrong after the retries")
+    dataset.add_argument("--model")
+    dataset.add_argument("--quality", choices=("low", "medium", "high", "auto"))
+    server_options(dataset)
+    dataset.set_defaults(func=cmd_dataset)
 
     models = sub.add_parser("models", help="list the models this installation serves")
     models.add_argument("--config")

@@ -87,6 +87,24 @@ def test_a_batch_runs_every_line_and_reports_each_failure_in_the_error_file(clie
     assert batch.id in listed
 
 
+def test_a_batch_of_two_hundred_images(client):
+    """The volume a data team sends: 200 lines in one file, every image made once, each with its own seed and id."""
+    requests = [line(f"n-{i:03d}", {"prompt": f"a {colour} {shape} on a white background", **SMALL, "seed": 1000 + i})
+                for i, (colour, shape) in enumerate((c, s) for c in ("red", "blue", "green", "purple", "black")
+                                                    for s in ("circle", "square", "star", "heart") for _ in range(10))]
+    assert len(requests) == 200
+    batch = client.batches.create(input_file_id=upload(client, requests).id, endpoint=GENERATIONS,
+                                  completion_window="24h")
+    done = wait_for(client, batch.id, timeout=600)
+    assert done.status == "completed" and done.request_counts.completed == 200 and done.request_counts.failed == 0
+    outputs = read_jsonl(client, done.output_file_id)
+    assert sorted(outputs) == [f"n-{i:03d}" for i in range(200)]
+    images = [row["response"]["body"]["data"][0] for row in outputs.values()]
+    assert len({image["id"] for image in images}) == 200
+    assert sorted(image["seed"] for image in images) == list(range(1000, 1200))
+    assert {decode(image["b64_json"]).size for image in images} == {(64, 64)}
+
+
 def test_a_batch_can_be_cancelled(client):
     heavy = {"prompt": "three green squares", "size": "1024x1024", "quality": "high"}
     source = upload(client, [line(f"job-{i}", heavy) for i in range(8)])

@@ -308,6 +308,14 @@ def describe(scene: Scene, rng: random.Random, p_colour: float = 0.9, p_size: fl
     return _frame(rng, text, background), SceneSpec(tuple(ordered), None, background)
 
 
+def full_description(scene: Scene, rng: random.Random, sizes: bool = True) -> str:
+    """A prompt that names every object's shape, colour, cell (and size, unless `sizes` is false) and the
+    background: the scene is its only reading (what a labelled data set needs)."""
+    parts = [object_phrase(rng, ObjectSpec(o.shape, o.colour, o.size if sizes else None, o.cell))
+             for o in scene.objects]
+    return f"{_join(parts)} {background_phrase(rng, scene.background)}"
+
+
 def _frame(rng: random.Random, text: str, background: Background | None) -> str:
     if background is not None:
         text = f"{text} {background_phrase(rng, background)}"
