@@ -42,6 +42,7 @@ def test_disconnect_mid_stream_cancels_the_work(keepalive_server):
         one = tuple(b - a for a, b in zip(before, server.state()))
         assert one[0] == 1
         start, dropped = server.state(), _metric(server, "pictor_engine_requests_dropped")
+        stopped = _metric(server, "pictor_engine_calls_stopped")
         body = {"prompt": PROMPT, "size": "1024x1024", "quality": "high", "n": 4, "stream": True,
                 "partial_images": 1}
         with http.stream("POST", "/v1/images/generations", json=body) as response:
@@ -50,8 +51,8 @@ def test_disconnect_mid_stream_cancels_the_work(keepalive_server):
                 if line.startswith("event: "):
                     assert line == "event: image_generation.partial_image"
                     break
-        # The connection is closed; a request queued behind the abandoned one returns once the worker has
-        # finished the image it was making and skipped the rest.
+        # The connection is closed: the image the model was making stops at its next step, the rest are skipped,
+        # and a request queued behind them runs.
         _quick(http)
         deadline = time.monotonic() + 30
         while "stream closed before its result" not in server.log() and time.monotonic() < deadline:
@@ -59,6 +60,7 @@ def test_disconnect_mid_stream_cancels_the_work(keepalive_server):
     assert "stream closed before its result" in server.log()
     assert tuple(b - a for a, b in zip(start, server.state())) == one  # only the quick request was stored
     assert _metric(server, "pictor_engine_requests_dropped") - dropped == 3  # images 2..4 never ran
+    assert _metric(server, "pictor_engine_calls_stopped") - stopped == 1  # image 1 stopped part way
     assert _metric(server, "pictor_queue_depth") == 0
 
 

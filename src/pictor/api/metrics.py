@@ -49,3 +49,6 @@ class Metrics:
                                    registry=self.registry)
         self.dropped = Gauge("pictor_engine_requests_dropped", "Queued model requests cancelled before they ran",
                              ["model"], registry=self.registry)
+        self.stopped = Gauge("pictor_engine_calls_stopped",
+                             "Model calls stopped part way because every request in them was cancelled",
+                             ["model"], registry=self.registry)

@@ -2,7 +2,8 @@
 
 Request handlers only enqueue and await a future, so no lock is ever held while a model runs.
 Requests that arrive within a short window are handed to the backend together (it batches those
-that can share a forward pass).
+that can share a forward pass). A request cancelled while it waits is dropped; one cancelled while
+the model works on it stops at the model's next step, once nothing else in its call is still wanted.
 """
 
 from __future__ import annotations
@@ -21,10 +22,27 @@ from pictor.engine.protocol import Backend, EngineRequest, EngineResult
 log = logging.getLogger(__name__)
 
 
+class StepCancelled(Exception):
+    """Raised from a step callback to stop a model call whose every request was cancelled meanwhile."""
+
+
+class EngineFuture(Future):
+    """A future that remembers a cancel() that came after the model started on it (Future.cancel alone is then a
+    no-op), so that the worker can stop the work at its next step instead of finishing an image nobody wants."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.abandoned = False
+
+    def cancel(self) -> bool:
+        self.abandoned = True
+        return super().cancel()
+
+
 @dataclass
 class _Item:
     request: EngineRequest
-    future: Future
+    future: EngineFuture
     on_step: object  # Callable[[int, int, Image.Image], None] | None
 
 
@@ -37,15 +55,17 @@ class ModelWorker:
         self._thread = threading.Thread(target=self._loop, name=f"model-{backend.name}", daemon=True)
         self.model_seconds = 0.0  # busy time, for metrics
         self.dropped = 0  # requests cancelled before they ran (their client went away), for metrics
+        self.stopped = 0  # model calls stopped part way because every request in them was cancelled, for metrics
         self._thread.start()
 
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, request: EngineRequest, on_step=None) -> Future:
-        """Enqueue; the future resolves to an EngineResult (or the backend's exception)."""
-        future: Future = Future()
+    def submit(self, request: EngineRequest, on_step=None) -> EngineFuture:
+        """Enqueue; the future resolves to an EngineResult (or the backend's exception). Cancelling it drops the
+        request, or stops the model call it is in at the next step (see EngineFuture)."""
+        future = EngineFuture()
         self._queue.put(_Item(request, future, on_step))
         return future
 
@@ -90,6 +110,8 @@ class ModelWorker:
 
     def _run(self, items: list[_Item]) -> None:
         def on_step(index: int, step: int, total: int, preview: Image.Image) -> None:
+            if all(item.future.abandoned for item in items):
+                raise StepCancelled
             callback = items[index].on_step
             if callback is not None:
                 callback(step, total, preview)
@@ -97,6 +119,12 @@ class ModelWorker:
         started = time.perf_counter()
         try:
             results: list[EngineResult] = self.backend.run([i.request for i in items], on_step)
+        except StepCancelled:
+            self.stopped += 1
+            log.info("model %s stopped a call of %d cancelled request(s) part way", self.backend.name, len(items))
+            for item in items:
+                item.future.set_exception(StepCancelled())
+            return
         except Exception as error:  # a model failure fails these requests, not the worker
             log.exception("model %s failed on a batch of %d", self.backend.name, len(items))
             for item in items:

@@ -16,7 +16,9 @@ def _model_card(name: str, worker, created: int = 0) -> dict:
     return {"id": name, "object": "model", "created": created, "owned_by": "pictor",
             "capabilities": {"tasks": sorted(caps.tasks), "native_resolution": caps.native_resolution,
                              "max_side": caps.max_side, "default_steps": caps.default_steps,
-                             "previews": caps.previews, "transparent_background": caps.transparent_background},
+                             "previews": caps.previews, "transparent_background": caps.transparent_background,
+                             "step_range": list(caps.step_range)},
+            "family": getattr(getattr(worker.backend, "family", None), "name", "pictor-embedded"),
             "weights_sha256": worker.backend.weights_hash}
 
 
@@ -67,5 +69,6 @@ async def metrics(request: Request) -> Response:
         parts.metrics.queue_depth.labels(name).set(worker.queue_depth)
         parts.metrics.model_seconds.labels(name).set(worker.model_seconds)
         parts.metrics.dropped.labels(name).set(worker.dropped)
+        parts.metrics.stopped.labels(name).set(worker.stopped)
     parts.metrics.caches.update(cache_stats(parts))
     return Response(generate_latest(parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,54 @@
+"""The model worker: a request cancelled while the model works on it stops at the next step and frees the model."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import wait
+
+import pytest
+
+from pictor.engine.embedded_backend import EmbeddedBackend
+from pictor.engine.protocol import EngineRequest
+from pictor.engine.worker import ModelWorker, StepCancelled
+
+
+@pytest.fixture(scope="module")
+def worker():
+    running = ModelWorker(EmbeddedBackend(), batch_wait_s=0.0)
+    yield running
+    running.close()
+
+
+def test_a_request_cancelled_mid_run_stops_at_the_next_step(worker):
+    started, steps = threading.Event(), []
+
+    def on_step(step: int, total: int, preview) -> None:
+        steps.append(step)
+        started.set()
+
+    slow = EngineRequest("generate", "a red star on a white background", 256, 256, seed=1, steps=50)
+    future = worker.submit(slow, on_step)
+    assert started.wait(60)
+    assert future.cancel() is False  # already running: Future.cancel alone could not stop it
+    wait([future], timeout=60)
+    assert isinstance(future.exception(), StepCancelled)
+    assert len(steps) < 50 and worker.stopped == 1
+
+    # the worker is free and makes the next image whole
+    done = worker.submit(EngineRequest("generate", "a blue circle on a white background", 64, 64, seed=2, steps=4))
+    assert done.result(timeout=60).image.size == (64, 64)
+    assert worker.stopped == 1
+
+
+def test_a_call_goes_on_while_any_of_its_requests_is_still_wanted():
+    batched = ModelWorker(EmbeddedBackend(batch_invariant=False), batch_wait_s=0.5)
+    try:
+        steps: list[int] = []
+        wanted = batched.submit(EngineRequest("generate", "a red star on a white background", 64, 64, seed=1, steps=8),
+                                lambda step, total, preview: steps.append(step))
+        dropped = batched.submit(EngineRequest("generate", "a red star on a white background", 64, 64, seed=2, steps=8),
+                                 lambda step, total, preview: dropped.cancel())
+        assert wanted.result(timeout=60).image.size == (64, 64)
+        assert dropped.abandoned and batched.stopped == 0 and len(steps) == 8
+    finally:
+        batched.close()
