@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import wait
 
+import numpy as np
 import pytest
 
 from pictor.engine.embedded_backend import EmbeddedBackend
@@ -41,7 +42,7 @@ def test_a_request_cancelled_mid_run_stops_at_the_next_step(worker):
 
 
 def test_a_call_goes_on_while_any_of_its_requests_is_still_wanted():
-    batched = ModelWorker(EmbeddedBackend(batch_invariant=False), batch_wait_s=0.5)
+    batched = ModelWorker(EmbeddedBackend(batch_invariant=False), batch_wait_s=0.5, step_batching=False)
     try:
         steps: list[int] = []
         wanted = batched.submit(EngineRequest("generate", "a red star on a white background", 64, 64, seed=1, steps=8),
@@ -52,3 +53,38 @@ def test_a_call_goes_on_while_any_of_its_requests_is_still_wanted():
         assert dropped.abandoned and batched.stopped == 0 and len(steps) == 8
     finally:
         batched.close()
+
+
+def test_step_level_batching_lets_a_late_request_join_and_finish_first():
+    backend = EmbeddedBackend(batch_invariant=False)
+    stepped = ModelWorker(backend, batch_wait_s=0.0)
+    assert stepped.step_level
+    try:
+        long_steps: list[int] = []
+        late_started = threading.Event()
+        long_request = EngineRequest("generate", "a red star in the top left on a white background", 64, 64, seed=1,
+                                     steps=40)
+        short_request = EngineRequest("generate", "a blue circle in the center on a white background", 64, 64,
+                                      seed=2, steps=4)
+        holder: dict = {}
+
+        def on_long_step(step: int, total: int, preview) -> None:
+            long_steps.append(step)
+            if step == 5:  # half way through its run, another request arrives
+                holder["short"] = stepped.submit(short_request)
+                late_started.set()
+
+        long_future = stepped.submit(long_request, on_long_step)
+        assert late_started.wait(60)
+        short = holder["short"].result(timeout=60)
+        assert not long_future.done() and len(long_steps) < 40  # it finished while the long one was still running
+        long = long_future.result(timeout=60)
+        assert long_steps == list(range(40))
+
+        # joining another run changes a result only by the float noise of a bigger batch
+        alone = EmbeddedBackend(batch_invariant=True).run([short_request, long_request])
+        for joined, solo in ((short, alone[0]), (long, alone[1])):
+            difference = np.abs(np.asarray(joined.image, dtype=int) - np.asarray(solo.image, dtype=int))
+            assert difference.max() <= 3, difference.max()
+    finally:
+        stepped.close()

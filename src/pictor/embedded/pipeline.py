@@ -28,6 +28,44 @@ StepCallback = Callable[[int, int, torch.Tensor], None]
 
 
 @dataclass
+class Denoising:
+    """One call's sampling state between steps. Several advance together in one forward pass (step-level batching:
+    a request that arrives while others are half way joins them at its own first step)."""
+
+    n: int
+    task: str
+    branches: int  # guidance branches stacked per item: 2 (text / none), 3 for edits (+ image / none)
+    x: torch.Tensor  # (n, 3, H, W) the current noisy sample
+    timesteps: torch.Tensor
+    sigmas: torch.Tensor  # len(timesteps) + 1, ending at 0
+    train_steps: int
+    guidance_scale: float
+    image_guidance_scale: float
+    states: torch.Tensor  # the branches' inputs, stacked (branches * n, ...)
+    pooled: torch.Tensor
+    keep: torch.Tensor
+    image: torch.Tensor
+    mask: torch.Tensor
+    task_ids: torch.Tensor
+    out_size: tuple[int, int]
+    images: list[Image.Image] | None
+    masks: list[Image.Image] | None
+    seeds: list[int]
+    unknown_words: list[list[str]]
+    callback: StepCallback | None = None
+    index: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.index >= len(self.timesteps)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """Runs with the same key can share a forward pass: the working size (prompts are padded alike)."""
+        return tuple(self.x.shape[-2:])
+
+
+@dataclass
 class EmbeddedOutput:
     images: list[Image.Image]
     seeds: list[int]
@@ -105,6 +143,27 @@ class PictorEmbeddedPipeline(DiffusionPipeline):
         callback_on_step_end: StepCallback | None = None,
     ) -> EmbeddedOutput:
         """Generate (no image), edit (image), or inpaint (image + mask: white = fill in)."""
+        run = self.begin(prompt, image, mask, width, height, num_inference_steps, guidance_scale,
+                         image_guidance_scale, seed, callback_on_step_end)
+        while not run.done:
+            self.advance([run])
+        return self.finish(run)
+
+    @torch.no_grad()
+    def begin(
+        self,
+        prompt: str | list[str],
+        image: Image.Image | list[Image.Image] | None = None,
+        mask: Image.Image | list[Image.Image] | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        num_inference_steps: int = 12,
+        guidance_scale: float = 4.0,
+        image_guidance_scale: float = 1.5,
+        seed: int | list[int] = 0,
+        callback_on_step_end: StepCallback | None = None,
+    ) -> Denoising:
+        """Everything a call needs before its first step: noise, encoded prompts, conditions, its schedule."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         n = len(prompts)
         images = None if image is None else ([image] * n if isinstance(image, Image.Image) else list(image))
@@ -142,34 +201,56 @@ class PictorEmbeddedPipeline(DiffusionPipeline):
         cond_pooled = [pooled[:n], pooled[n:], pooled[n:]][:branches]
         cond_keep = [keep[:n], keep[n:], keep[n:]][:branches]
         images_in = [condition, condition, torch.zeros_like(condition)][:branches]
-        states, pooled_all, keep_all = torch.cat(cond_states), torch.cat(cond_pooled), torch.cat(cond_keep)
-        image_all, mask_all = torch.cat(images_in), mask_t.repeat(branches, 1, 1, 1)
-        task_all = torch.full((branches * n,), TASK_IDS[task], device=device, dtype=torch.long)
-
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        x = noise
-        for i, t in enumerate(self.scheduler.timesteps):
-            sigma = (t / self.scheduler.config.num_train_timesteps).expand(branches * n).to(dtype)
-            p = self.unet(x.repeat(branches, 1, 1, 1), sigma, image_all, mask_all, task_all,
-                          states, pooled_all, keep_all).chunk(branches)
+        return Denoising(
+            n=n, task=task, branches=branches, x=noise, timesteps=self.scheduler.timesteps.clone(),
+            sigmas=self.scheduler.sigmas.clone(), train_steps=self.scheduler.config.num_train_timesteps,
+            guidance_scale=guidance_scale, image_guidance_scale=image_guidance_scale,
+            states=torch.cat(cond_states), pooled=torch.cat(cond_pooled), keep=torch.cat(cond_keep),
+            image=torch.cat(images_in), mask=mask_t.repeat(branches, 1, 1, 1),
+            task_ids=torch.full((branches * n,), TASK_IDS[task], device=device, dtype=torch.long),
+            out_size=(out_w, out_h), images=images, masks=masks, seeds=seeds, unknown_words=understood,
+            callback=callback_on_step_end)
+
+    @torch.no_grad()
+    def advance(self, runs: list[Denoising]) -> None:
+        """One denoising step for every run, in one forward pass: runs at different steps, of different tasks and
+        sizes of batch, share it (step-level batching) as long as their working sizes match (see Denoising.key)."""
+        if len({run.key for run in runs}) > 1:
+            raise ValueError("runs of different working sizes cannot share a forward pass")
+        dtype = self.unet.dtype
+        sigmas = [(run.timesteps[run.index] / run.train_steps).expand(run.branches * run.n).to(dtype) for run in runs]
+        out = self.unet(torch.cat([run.x.repeat(run.branches, 1, 1, 1) for run in runs]), torch.cat(sigmas),
+                        torch.cat([run.image for run in runs]), torch.cat([run.mask for run in runs]),
+                        torch.cat([run.task_ids for run in runs]), torch.cat([run.states for run in runs]),
+                        torch.cat([run.pooled for run in runs]), torch.cat([run.keep for run in runs]))
+        for run, sigma, predicted in zip(runs, sigmas, out.split([run.branches * run.n for run in runs])):
+            p = predicted.chunk(run.branches)
             # Guidance on the clean-image estimates (linear, so the same as on velocities).
-            if task == "edit":
+            if run.task == "edit":
                 full, image_only, neither = p
-                clean = (neither + image_guidance_scale * (image_only - neither)
-                         + guidance_scale * (full - image_only))
+                clean = (neither + run.image_guidance_scale * (image_only - neither)
+                         + run.guidance_scale * (full - image_only))
             else:
-                clean = p[1] + guidance_scale * (p[0] - p[1])
-            if callback_on_step_end is not None:
-                callback_on_step_end(i, num_inference_steps, clean)
+                clean = p[1] + run.guidance_scale * (p[0] - p[1])
+            if run.callback is not None:
+                run.callback(run.index, len(run.timesteps), clean)
             # x_t = (1 - s) x0 + s noise, so the velocity noise - x0 is (x_t - x0) / s.
-            velocity = (x - clean) / sigma[:n, None, None, None]
-            x = self.scheduler.step(velocity, t, x).prev_sample
-        results = [tensor_to_pil(x[i]) for i in range(n)]
+            velocity = (run.x - clean) / sigma[:run.n, None, None, None]
+            # The Euler step of FlowMatchEulerDiscreteScheduler, done here per run so runs can be at any step.
+            step = run.sigmas[run.index + 1] - run.sigmas[run.index]
+            run.x = (run.x.to(torch.float32) + step * velocity).to(velocity.dtype)
+            run.index += 1
+
+    def finish(self, run: Denoising) -> EmbeddedOutput:
+        """The images of a run whose steps are done: resized to the output size, masked areas composited."""
+        out_w, out_h = run.out_size
+        results = [tensor_to_pil(run.x[i]) for i in range(run.n)]
         results = [r if r.size == (out_w, out_h)
                    else r.resize((out_w, out_h), Image.Resampling.LANCZOS) for r in results]
-        if masks is not None:
-            results = [self._composite(r, im, m) for r, im, m in zip(results, images, masks)]
-        return EmbeddedOutput(results, seeds, understood)
+        if run.masks is not None:
+            results = [self._composite(r, im, m) for r, im, m in zip(results, run.images, run.masks)]
+        return EmbeddedOutput(results, run.seeds, run.unknown_words)
 
     @staticmethod
     def _mask_tensor(mask: Image.Image, width: int, height: int) -> torch.Tensor:

@@ -8,6 +8,7 @@ turned into alpha.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from PIL import Image
 
 from pictor.embedded import WEIGHTS_DIR
 from pictor.embedded.judge import background_colours, detect
-from pictor.embedded.pipeline import PictorEmbeddedPipeline, tensor_to_pil
+from pictor.embedded.pipeline import Denoising, EmbeddedOutput, PictorEmbeddedPipeline, tensor_to_pil
 from pictor.embedded.world import CELL_NAMES
 from pictor.engine.loading import load_model_folder
 from pictor.engine.protocol import Capabilities, EngineRequest, EngineResult, StepCallback
@@ -94,8 +95,9 @@ class EmbeddedBackend:
                 results[index] = result
         return [results[i] for i in range(len(requests))]
 
-    def _run_group(self, group: list[EngineRequest], indexes: list[int],
-                   on_step: StepCallback | None) -> list[EngineResult]:
+    def _arguments(self, group: list[EngineRequest], indexes: list[int],
+                   on_step: StepCallback | None) -> tuple[list[str], dict, list[str | None]]:
+        """The pipeline's prompts and keyword arguments for requests that share a batch key."""
         first = group[0]
         prompts = [r.prompt for r in group]
         revised: list[str | None] = [None] * len(group)
@@ -119,10 +121,47 @@ class EmbeddedBackend:
                 for row, index in enumerate(indexes):
                     on_step(index, step, total, tensor_to_pil(estimate[row]))
             kwargs["callback_on_step_end"] = preview
-        out = self.pipe(prompts, **kwargs)
+        return prompts, kwargs, revised
+
+    @staticmethod
+    def _results(group: list[EngineRequest], out: EmbeddedOutput, revised: list[str | None]) -> list[EngineResult]:
         results = []
         for request, image, seed, unknown, text in zip(group, out.images, out.seeds, out.unknown_words, revised):
             if request.transparent:
                 image = with_transparent_background(image)
             results.append(EngineResult(image, seed, unknown, text))
         return results
+
+    def _run_group(self, group: list[EngineRequest], indexes: list[int],
+                   on_step: StepCallback | None) -> list[EngineResult]:
+        prompts, kwargs, revised = self._arguments(group, indexes, on_step)
+        return self._results(group, self.pipe(prompts, **kwargs), revised)
+
+    # Step-level batching (see ModelWorker): each request's run begins on its own, advances one denoising step at
+    # a time in a forward pass shared with every other run of its working size, whatever their steps, and ends.
+    def begin(self, request: EngineRequest, on_step: StepCallback | None = None) -> StepRun:
+        prompts, kwargs, revised = self._arguments([request], [0], on_step)
+        return StepRun(request, self.pipe.begin(prompts, **kwargs), revised)
+
+    def advance(self, runs: list[StepRun]) -> None:
+        groups: dict[tuple, list[StepRun]] = {}
+        for run in runs:
+            groups.setdefault(run.denoising.key, []).append(run)
+        for group in groups.values():
+            self.pipe.advance([run.denoising for run in group])
+
+    def finish(self, run: StepRun) -> EngineResult:
+        return self._results([run.request], self.pipe.finish(run.denoising), run.revised)[0]
+
+
+@dataclass
+class StepRun:
+    """A request between denoising steps (step-level batching)."""
+
+    request: EngineRequest
+    denoising: Denoising
+    revised: list[str | None]
+
+    @property
+    def done(self) -> bool:
+        return self.denoising.done

@@ -47,12 +47,18 @@ class _Item:
 
 
 class ModelWorker:
-    def __init__(self, backend: Backend, max_batch: int = 8, batch_wait_s: float = 0.004):
+    def __init__(self, backend: Backend, max_batch: int = 8, batch_wait_s: float = 0.004, step_batching: bool = True):
         self.backend = backend
         self.max_batch = max_batch
         self.batch_wait_s = batch_wait_s
+        # Step-level batching: where the backend can advance runs one step at a time (begin/advance/finish), a
+        # request that arrives while others are being made joins their next forward pass at its own first step,
+        # instead of waiting for the whole batch to end. Only when batches may change results (not batch_invariant).
+        self.step_level = (step_batching and not getattr(backend, "batch_invariant", False)
+                           and all(hasattr(backend, name) for name in ("begin", "advance", "finish")))
         self._queue: queue.Queue[_Item | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name=f"model-{backend.name}", daemon=True)
+        self._thread = threading.Thread(target=self._step_loop if self.step_level else self._loop,
+                                        name=f"model-{backend.name}", daemon=True)
         self.model_seconds = 0.0  # busy time, for metrics
         self.dropped = 0  # requests cancelled before they ran (their client went away), for metrics
         self.stopped = 0  # model calls stopped part way because every request in them was cancelled, for metrics
@@ -107,6 +113,71 @@ class ModelWorker:
                     self._run(live)
             if stop:
                 return
+
+    def _step_loop(self) -> None:
+        """Runs advance a step at a time together; new requests join between steps, finished ones leave."""
+        active: list[tuple[_Item, object, float]] = []  # (item, the backend's run, when it began)
+        stop = False
+        while not (stop and not active):
+            arrivals: list[_Item | None] = [] if active or stop else [self._queue.get()]
+            while len(active) + len(arrivals) < self.max_batch:
+                try:
+                    arrivals.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for item in arrivals:
+                if item is None:
+                    stop = True
+                elif not item.future.set_running_or_notify_cancel():
+                    self.dropped += 1
+                else:
+                    try:
+                        active.append((item, self.backend.begin(item.request, self._preview_sink(item)),
+                                       time.perf_counter()))
+                    except Exception as error:
+                        log.exception("model %s could not start a request", self.backend.name)
+                        item.future.set_exception(error)
+            still = [entry for entry in active if not entry[0].future.abandoned]
+            if len(still) < len(active):
+                self.stopped += len(active) - len(still)
+                for item, _, _ in active:
+                    if item.future.abandoned:
+                        item.future.set_exception(StepCancelled())
+                active = still
+            if not active:
+                continue
+            started = time.perf_counter()
+            try:
+                self.backend.advance([run for _, run, _ in active])
+            except Exception as error:  # a model failure fails the requests in this step, not the worker
+                log.exception("model %s failed on a step of %d runs", self.backend.name, len(active))
+                for item, _, _ in active:
+                    item.future.set_exception(error)
+                active = []
+                continue
+            finally:
+                self.model_seconds += time.perf_counter() - started
+            for entry in [entry for entry in active if entry[1].done]:
+                item, run, began = entry
+                active.remove(entry)
+                try:
+                    result = self.backend.finish(run)
+                except Exception as error:
+                    item.future.set_exception(error)
+                    continue
+                result.model_seconds = time.perf_counter() - began
+                item.future.set_result(result)
+
+    @staticmethod
+    def _preview_sink(item: _Item):
+        callback = item.on_step
+        if callback is None:
+            return None
+
+        def on_step(index: int, step: int, total: int, preview: Image.Image) -> None:
+            callback(step, total, preview)
+
+        return on_step
 
     def _run(self, items: list[_Item]) -> None:
         def on_step(index: int, step: int, total: int, preview: Image.Image) -> None:
