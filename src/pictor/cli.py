@@ -90,7 +90,9 @@ def _settings(args: argparse.Namespace):
 
     return Settings.load(getattr(args, "config", None), data_dir=getattr(args, "data_dir", None),
                          host=getattr(args, "host", None), port=getattr(args, "port", None),
-                         keyless=True if getattr(args, "keyless", False) else None)
+                         keyless=True if getattr(args, "keyless", False) else None,
+                         models=getattr(args, "model_entries", None) or None,
+                         models_file=getattr(args, "models_file", None))
 
 
 def _database(settings):
@@ -362,13 +364,35 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    # JSON only (no torch import): this answers at once, and no weights are loaded.
     from pictor.embedded import WEIGHTS_DIR
-    from pictor.engine.loading import pipeline_class_name
+    from pictor.engine.families import describe, family, index_class_name, tasks_of
+    from pictor.engine.models_file import model_specs
 
     settings = _settings(args)
     folder = settings.embedded_model or WEIGHTS_DIR
-    print(f"pictor-embedded (default)  {pipeline_class_name(folder)}  {folder}")
+    try:
+        specs = model_specs(settings.models, settings.models_file)
+    except ValueError as error:
+        print(f"pictor: {error}", file=sys.stderr)
+        return 2
+    default = "" if any(spec.default for spec in specs) else " (default)"
+    print(f"pictor-embedded{default}  {index_class_name(folder)}  {folder}")
+    for spec in specs:
+        try:
+            name, pipeline = describe(spec.name, spec.path, spec.family)
+            tasks = ",".join(sorted(tasks_of(family(name), spec.edit_by_img2img))) if name != "?" else "?"
+        except ValueError as error:
+            print(f"{spec.name}  error: {error}")
+            continue
+        print(f"{spec.name}{' (default)' if spec.default else ''}  {name}  {pipeline}  tasks: {tasks}  {spec.path}")
     return 0
+
+
+def operator_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", dest="model_entries", action="append", metavar="NAME=PATH",
+                   help="serve a diffusers model folder, single-file checkpoint or hub id as NAME (repeatable)")
+    p.add_argument("--models", dest="models_file", metavar="FILE", help="a models file (TOML, [[model]] tables)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -422,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="data folder (default: PICTOR_DATA_DIR or the user's data folder)")
     serve.add_argument("--config", help="TOML settings file")
     serve.add_argument("--keyless", action="store_true", help="local demo: requests need no key")
+    operator_models(serve)
     serve.set_defaults(func=cmd_serve)
 
     keys = sub.add_parser("keys", help="create, list and revoke API keys")
@@ -517,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the models this installation serves")
     models.add_argument("--config")
+    operator_models(models)
     models.set_defaults(func=cmd_models)
     return parser
 

@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     keyless: bool = False  # a local demo without keys: every request is the `demo` tenant
     device: str = "auto"  # auto / cpu / cuda
     embedded_model: Path | None = None  # default: the weights shipped in the package
+    # Operators' own diffusers models: NAME=PATH entries (`pictor serve --model`) and a models file (TOML,
+    # see engine/models_file.py); PATH is a folder, a single-file checkpoint, or a hub id where online.
+    models: list[str] = []
+    models_file: Path | None = None
     rate_limit_per_minute: int = 0  # per API key; 0 = unlimited
     max_request_bytes: int = 100 * 1024 * 1024
     url_lifetime_s: int = 3600
@@ -35,6 +39,9 @@ class Settings(BaseSettings):
     # One forward pass per image, so a seed reproduces its image whatever shared the batch (see EmbeddedBackend);
     # false batches requests together for throughput, and results then vary slightly with the batch.
     batch_invariant: bool = True
+    # With batch_invariant false: requests join a running batch between denoising steps (step-level batching)
+    # where the backend can; false batches only requests that start together.
+    step_batching: bool = True
     # The exact result cache (service/result_cache): model outputs of seeded requests, per tenant, LRU. 0 = off.
     result_cache_mb: int = 256
     log_json: bool = True

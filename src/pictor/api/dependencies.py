@@ -46,8 +46,22 @@ def default_registry(settings: Settings) -> ModelRegistry:
     registry = ModelRegistry()
     backend = EmbeddedBackend(settings.embedded_model or WEIGHTS_DIR, device=settings.resolved_device(),
                               batch_invariant=settings.batch_invariant)
-    registry.register(backend, default=True, max_batch=settings.max_batch)
+    registry.register(backend, default=True, max_batch=settings.max_batch, step_batching=settings.step_batching)
+    register_operator_models(registry, settings)
     return registry
+
+
+def register_operator_models(registry: ModelRegistry, settings: Settings) -> None:
+    """The operator's diffusers models (--model, the models file), each loaded once and resident."""
+    from pictor.engine.diffusers_backend import DiffusersBackend
+    from pictor.engine.models_file import model_specs
+
+    for spec in model_specs(settings.models, settings.models_file):
+        if spec.name in registry.workers:
+            raise ValueError(f"model name {spec.name!r} is taken; choose another")
+        log.info("loading model %s from %s", spec.name, spec.path)
+        backend = DiffusersBackend(spec, device=settings.resolved_device(), batch_invariant=settings.batch_invariant)
+        registry.register(backend, default=spec.default, max_batch=settings.max_batch)
 
 
 @dataclass

@@ -8,6 +8,8 @@ operator passes a hub id and the machine is online.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import torch
@@ -42,5 +44,46 @@ def load_model_folder(path: str | Path, device: str | torch.device = "cpu",
     name = pipeline_class_name(path)
     cls = PICTOR_PIPELINES.get(name, DiffusionPipeline)
     pipe = cls.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def resolve_source(source: str | Path) -> Path:
+    """A local folder or file as is; a hub id fetched to the local cache (or found there when HF_HUB_OFFLINE)."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    if not _HUB_ID.match(str(source)):
+        raise ModelFolderError(f"{source}: no such folder or file")
+    offline = hub_offline()
+    try:  # the pipeline's own download: only the files from_pretrained will read
+        return Path(DiffusionPipeline.download(str(source), local_files_only=offline))
+    except Exception as error:
+        why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else "the hub download failed"
+        raise ModelFolderError(f"{source}: not a folder on this machine, and {why}: {error}") from error
+
+
+def load_single_file(path: str | Path, pipeline_class: str, config: str | Path | None = None,
+                     device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> DiffusionPipeline:
+    """A single-file checkpoint (.safetensors / .ckpt) through diffusers' own converter.
+
+    The converter needs the pipeline's configs: `config` (a local diffusers folder of the same architecture)
+    or, online only, the hub repository diffusers infers from the checkpoint's keys.
+    """
+    import diffusers
+
+    diffusers_logging.disable_progress_bar()
+    cls = getattr(diffusers, pipeline_class)
+    options = {"config": str(config)} if config else {}
+    pipe = cls.from_single_file(str(path), dtype=dtype, local_files_only=hub_offline() or bool(config), **options)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
