@@ -17,8 +17,10 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal, get_args
 
-ImageFormat = Literal["png", "jpeg", "webp"]
-Quality = Literal["auto", "low", "medium", "high"]
+ImageFormat = Literal["png", "jpeg", "webp", "gif", "svg"]
+RasterFormat = Literal["png", "jpeg", "webp"]  # what inputs may be
+Quality = Literal["auto", "low", "medium", "high", "xhigh", "max"]
+Complexity = Literal["low", "medium", "high"]
 Background = Literal["auto", "transparent", "opaque"]
 ModerationLevel = Literal["auto", "low"]
 Stage = Literal["input", "output"]
@@ -78,6 +80,13 @@ class ImageJob:
     tenant_id: str | None = None
     user: str | None = None
     session_id: str | None = None
+    # The gpt-image-2 fields (see service/validation, service/animation, service/markup) and Pictor's
+    # `candidates` (how many the validator chooses from; None: what `complexity` says).
+    complexity: Complexity | None = None
+    candidates: int | None = None
+    frame_count: int | None = None
+    frame_duration_ms: int | None = None
+    markup: bytes | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", JobKind(self.kind))
@@ -102,6 +111,18 @@ class ImageJob:
             raise ValueError("a variation job takes exactly one input image and no mask")
         if self.kind is not JobKind.VARIATION and not self.prompt:
             raise ValueError(f"a {self.kind.value} job needs a prompt")
+        if self.complexity is not None:
+            _check_choice("complexity", self.complexity, Complexity)
+        if self.candidates is not None and not 1 <= self.candidates <= 8:
+            raise ValueError(f"candidates must be in 1..8, got {self.candidates}")
+        if self.output_format == "svg" and self.n != 1:
+            raise ValueError("output_format 'svg' makes one image (n=1)")
+        if (self.frame_count is not None or self.frame_duration_ms is not None) and self.output_format != "gif":
+            raise ValueError("frame_count and frame_duration_ms need output_format 'gif'")
+        if self.frame_count is not None and not 2 <= self.frame_count <= 16:
+            raise ValueError(f"frame_count must be in 2..16, got {self.frame_count}")
+        if self.markup is not None and (self.kind is not JobKind.EDIT or self.mask is not None):
+            raise ValueError("markup guides an edit and cannot be combined with a mask")
 
     @property
     def dimensions(self) -> tuple[int, int] | None:
@@ -128,6 +149,11 @@ class ImageJob:
             "moderation": self.moderation,
             "model": self.model,
             "session_id": self.session_id,
+            **({"complexity": self.complexity} if self.complexity is not None else {}),
+            **({"candidates": self.candidates} if self.candidates is not None else {}),
+            **({"frame_count": self.frame_count, "frame_duration_ms": self.frame_duration_ms}
+               if self.output_format == "gif" else {}),
+            **({"markup_hash": sha256_hex(self.markup)} if self.markup is not None else {}),
         }
 
 

@@ -68,7 +68,7 @@ def png_header_bomb(width: int, height: int) -> bytes:
     ({"size": "8192x8192"}, "invalid_size", "size"),
     ({"size": "big"}, "invalid_size", "size"),
     ({"quality": "ultra"}, "invalid_value", "quality"),
-    ({"output_format": "gif"}, "invalid_value", "output_format"),
+    ({"output_format": "bmp"}, "invalid_value", "output_format"),  # gif and svg are formats now (issue 11)
     ({"output_format": "png", "output_compression": 50}, "invalid_value", "output_compression"),
     ({"output_format": "jpeg", "output_compression": 101}, "invalid_value", "output_compression"),
     ({"output_format": "jpeg", "background": "transparent"}, "invalid_value", "background"),

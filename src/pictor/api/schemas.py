@@ -19,9 +19,27 @@ from pictor.core import ImageJob, JobKind
 from pictor.service.errors import InvalidRequest
 from pictor.service.images import ImagesResult
 
-QualityIn = Literal["auto", "low", "medium", "high", "standard", "hd"]
+QualityIn = Literal["auto", "low", "medium", "high", "xhigh", "max", "standard", "hd"]
 LEGACY_QUALITY = {"standard": "medium", "hd": "high"}
 _SIZE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
+
+
+class SvgReasoning(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+
+
+class SvgOptions(BaseModel):
+    """Upstream's `svg` object (the SVG author); Pictor's one vectoriser is `vtracer` (effort is recorded only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    reasoning: SvgReasoning | None = None
+
+
+SVG_MODELS = ("vtracer",)
 
 
 class _Common(BaseModel):
@@ -32,8 +50,14 @@ class _Common(BaseModel):
     size: str = "auto"
     quality: QualityIn = "auto"
     background: Literal["auto", "transparent", "opaque"] = "auto"
-    output_format: Literal["png", "jpeg", "webp"] = "png"
+    output_format: Literal["png", "jpeg", "webp", "gif", "svg"] = "png"
     output_compression: int | None = Field(None, ge=0, le=100)
+    complexity: Literal["low", "medium", "high"] | None = None
+    frame_count: int | None = Field(None, ge=2, le=16)
+    frame_duration_ms: int | None = Field(None, ge=1)
+    svg: SvgOptions | None = None
+    safety_identifier: str | None = None
+    candidates: int | None = Field(None, ge=1, le=8)  # Pictor's: best of this many (overrides complexity's)
     moderation: Literal["auto", "low"] = "auto"
     response_format: Literal["b64_json", "url"] | None = None
     stream: bool = False
@@ -45,9 +69,10 @@ class _Common(BaseModel):
         if self.size != "auto" and not _SIZE.match(self.size):
             raise InvalidRequest(f"Invalid size '{self.size}': use 'auto' or WIDTHxHEIGHT, e.g. 1024x1024.", "size",
                                  "invalid_size")
-        if self.output_compression is not None and self.output_format == "png":
+        if self.output_compression is not None and self.output_format not in ("jpeg", "webp"):
             raise InvalidRequest("output_compression applies to jpeg and webp only.", "output_compression",
                                  "invalid_value")
+        self._check_newer_formats()
         if self.background == "transparent" and self.output_format == "jpeg":
             raise InvalidRequest("A transparent background needs output_format png or webp.", "background",
                                  "invalid_value")
@@ -55,16 +80,46 @@ class _Common(BaseModel):
             raise InvalidRequest("Streaming returns b64_json images; response_format 'url' cannot stream.",
                                  "response_format", "invalid_value")
 
+    def _check_newer_formats(self) -> None:
+        """The refusals upstream documents for gif and svg output (reference: "Newer fields")."""
+        fmt = self.output_format
+        if (self.frame_count is not None or self.frame_duration_ms is not None) and fmt != "gif":
+            param = "frame_count" if self.frame_count is not None else "frame_duration_ms"
+            raise InvalidRequest(f"{param} is only supported with output_format 'gif'.", param, "invalid_value")
+        if self.svg is not None and fmt != "svg":
+            raise InvalidRequest("The svg object requires output_format 'svg'.", "svg", "invalid_value")
+        if self.svg is not None and self.svg.model not in SVG_MODELS:
+            raise InvalidRequest(f"Unknown SVG author '{self.svg.model}'; this server has {', '.join(SVG_MODELS)}.",
+                                 "svg.model", "model_not_found")
+        if fmt not in ("gif", "svg"):
+            return
+        if fmt == "svg" and self.n != 1:
+            raise InvalidRequest("SVG output makes one image: n must be 1.", "n", "invalid_value")
+        if self.stream or self.partial_images:
+            param = "stream" if self.stream else "partial_images"
+            raise InvalidRequest(f"{fmt.upper()} output does not support streaming or partial images.", param,
+                                 "invalid_value")
+        if self.background == "transparent":
+            raise InvalidRequest(f"{fmt.upper()} output is opaque here: use png or webp for a transparent background.",
+                                 "background", "invalid_value")
+
     def job(self, kind: JobKind, prompt: str, tenant_id: str, images: tuple[bytes, ...] = (),
-            mask: bytes | None = None) -> ImageJob:
+            mask: bytes | None = None, markup: bytes | None = None) -> ImageJob:
         self.checked()
+        if self.output_format == "gif" and (mask is not None or markup is not None):
+            param = "mask" if mask is not None else "markup"
+            raise InvalidRequest("GIF output does not support masks (or markup).", param, "invalid_value")
+        if markup is not None and mask is not None:
+            raise InvalidRequest("markup cannot be combined with mask.", "markup", "invalid_value")
         try:
             return ImageJob(kind=kind, prompt=prompt, images=images, mask=mask, size=self.size, n=self.n,
                             seed=self.seed, quality=LEGACY_QUALITY.get(self.quality, self.quality),
                             output_format=self.output_format,
                             output_compression=100 if self.output_compression is None else self.output_compression,
                             background=self.background, moderation=self.moderation, model=self.model,
-                            tenant_id=tenant_id, user=self.user)
+                            tenant_id=tenant_id, user=self.safety_identifier or self.user,
+                            complexity=self.complexity, candidates=self.candidates, frame_count=self.frame_count,
+                            frame_duration_ms=self.frame_duration_ms, markup=markup)
         except ValueError as error:
             raise InvalidRequest(str(error), None, "invalid_value") from None
 
@@ -97,6 +152,14 @@ class EditJsonRequest(EditFields):
 
     images: list[ImageReference] = Field(min_length=1, max_length=16)
     mask: ImageReference | None = None
+    markup: ImageReference | None = None
+
+    def job(self, kind: JobKind, prompt: str, tenant_id: str, images: tuple[bytes, ...] = (),
+            mask: bytes | None = None, markup: bytes | None = None) -> ImageJob:
+        """As for any request; the markup comes from the body itself (so async jobs and batches read it too)."""
+        if markup is None and self.markup is not None:
+            markup = data_url_bytes(self.markup, "markup")
+        return super().job(kind, prompt, tenant_id, images, mask, markup)
 
 
 def data_url_bytes(reference: ImageReference, param: str) -> bytes:
@@ -118,11 +181,16 @@ def images_response(result: ImagesResult, response_format: str | None, url_for: 
     for produced in result.images:
         item: dict = {"revised_prompt": produced.revised_prompt, "id": produced.artifact.id, "seed": produced.seed,
                       "unknown_words": produced.unknown_words}
+        if produced.validation is not None:
+            item["validation"] = produced.validation
         if response_format == "url":
             item["url"] = url_for(produced.artifact.id)
         else:
             item["b64_json"] = base64.b64encode(produced.artifact.data).decode()
         data.append(item)
-    return {"created": result.created, "data": data, "background": result.background,
+    body = {"created": result.created, "data": data, "background": result.background,
             "output_format": result.output_format, "quality": result.quality, "size": result.size,
             "usage": result.usage}
+    if result.svg_usage is not None:
+        body["svg_usage"] = result.svg_usage
+    return body

@@ -54,6 +54,7 @@ class TurnCreate(BaseModel):
     images: list[str | ImageGiven] = Field(default_factory=list, max_length=16)
     image_names: list[str | None] = Field(default_factory=list, max_length=16)
     mask: str | ImageGiven | None = None
+    markup: str | ImageGiven | None = None
     action: Literal["generate", "edit", "auto"] = "auto"
     parent_turn: str | None = None
     seed: int | None = Field(None, ge=0, lt=2**63 - 16)
@@ -75,9 +76,11 @@ class TurnCreate(BaseModel):
         names = self.image_names + [None] * (len(self.images) - len(self.image_names))
         images = tuple(image_input(given, "images", name) for given, name in zip(self.images, names))
         mask = image_input(self.mask, "mask") if self.mask is not None else None
+        markup = image_input(self.markup, "markup") if self.markup is not None else None
         quality = LEGACY_QUALITY.get(self.quality, self.quality) if self.quality else None
-        return TurnRequest(text=self.text, images=images, mask=mask, action=self.action, parent_turn=self.parent_turn,
-                           seed=self.seed, size=self.size, quality=quality, output_format=self.output_format,
+        return TurnRequest(text=self.text, images=images, mask=mask, markup=markup, action=self.action,
+                           parent_turn=self.parent_turn, seed=self.seed, size=self.size, quality=quality,
+                           output_format=self.output_format,
                            output_compression=100 if self.output_compression is None else self.output_compression,
                            background=self.background, moderation=self.moderation, user=self.user)
 
@@ -119,6 +122,8 @@ def outcome_json(outcome: TurnOutcome, response_format: str, url_for: Callable[[
         body["image"]["url"] = url_for(outcome.turn.image_id or "")
     else:
         body["image"]["b64_json"] = base64.b64encode(outcome.image.artifact.data).decode()
+    if outcome.image.validation is not None:
+        body["image"]["validation"] = outcome.image.validation
     body["usage"] = outcome.result.usage
     return body
 

@@ -29,8 +29,11 @@ from pictor.governance.credentials import SigningCredentials
 
 ASSERTION = "org.pictor.generation"
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
-MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+# c2pa-python 0.38 also signs GIF and SVG (the manifest goes in an application extension / a <metadata> element).
+MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
+              "svg": "image/svg+xml"}
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
+              "image/svg+xml": "svg"}
 
 
 def mime_type(format_or_mime: str) -> str:
@@ -38,7 +41,7 @@ def mime_type(format_or_mime: str) -> str:
     name = format_or_mime.lower().lstrip(".")
     mime = MIME_TYPES.get(name, name)
     if mime not in EXTENSIONS:
-        raise ValueError(f"no C2PA signing for format {format_or_mime!r}; one of png, jpeg, webp")
+        raise ValueError(f"no C2PA signing for format {format_or_mime!r}; one of png, jpeg, webp, gif, svg")
     return mime
 
 

@@ -9,7 +9,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
-MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
+              "svg": "image/svg+xml"}  # gif and svg are made by service/animation and service/vector
 _PNG_COLOUR_TYPES = {"RGB": 2, "RGBA": 6}
 
 

@@ -20,12 +20,12 @@ import numpy as np
 from PIL import Image
 
 from pictor.core import Artifact, Decision, ImageJob, JobKind, new_image_id, sha256_hex
-from pictor.engine.protocol import EngineRequest, EngineResult
+from pictor.engine.protocol import Capabilities, EngineRequest, EngineResult
 from pictor.engine.registry import ModelNotFound, ModelRegistry
 from pictor.governance import watermark
 from pictor.governance.badge import BadgeSettings, apply_badge
 from pictor.governance.provenance import Parent
-from pictor.service import composition
+from pictor.service import animation, composition, markup, validation, vector
 from pictor.service.encoding import encode
 from pictor.service.errors import InvalidRequest, ModelFailure, ModerationBlocked, UnknownModel
 from pictor.service.governance import Governance, Receipt, pixels_hash
@@ -40,8 +40,12 @@ MIN_SIDE, MAX_SIDE, MAX_RATIO = 16, 4096, 3.0
 MAX_PROMPT_CHARS = 32000
 MAX_INPUT_IMAGES = 16
 # Denoising steps per quality tier (legacy `standard` / `hd` arrive mapped to medium / high).
-STEPS_BY_QUALITY = {"low": 6, "medium": 12, "high": 20, "auto": 12}
+# xhigh and max (gpt-image-2.5) go on with more steps; `complexity` adds candidates instead (service/validation).
+STEPS_BY_QUALITY = {"low": 6, "medium": 12, "high": 20, "xhigh": 28, "max": 40, "auto": 12}
 RESOLVED_QUALITY = {"auto": "medium"}
+# Output formats that cannot carry the invisible watermark, and why (their audit entries say so).
+UNMARKABLE = {"svg": "an SVG has no pixels to carry it: vectorisation would remove it",
+              "gif": "GIF's 256-colour palette quantisation destroys it"}
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 
@@ -51,6 +55,7 @@ class ProducedImage:
     seed: int
     revised_prompt: str | None
     unknown_words: list[str]
+    validation: dict | None = None  # the validator's verdict (service/validation), the `validation` extension field
 
 
 @dataclass
@@ -64,6 +69,7 @@ class ImagesResult:
     usage: dict = field(default_factory=dict)
     model_seconds: float = 0.0  # the longest model call behind this result (for Server-Timing)
     cache: str | None = None  # "hit" (every image from the result cache), "miss", None (not cacheable: no seed)
+    svg_usage: dict | None = None  # SVG outputs: what the vectoriser did (upstream's separate `svg_usage`)
 
 
 @dataclass
@@ -86,6 +92,11 @@ class Plan:
     composition: dict | None = None
     auto_mask: bool = False  # an unmasked instruction edit confined to the object it names
     badge: BadgeSettings | None = None  # the tenant's visible badge, read with its other settings in prepare()
+    candidates: int = 1  # made per returned image; the validator keeps the best (complexity / `candidates`)
+    validator: validation.Validator | None = None
+    engine_prompt: str | None = None  # what the model is given, when not the job's prompt (markup, GIF motion)
+    markup_guide: markup.MarkupGuide | None = None
+    motion: animation.Motion | None = None  # GIF output
 
     @property
     def size(self) -> str:
@@ -102,7 +113,8 @@ class Marks:
 
     actions: list[dict] = field(default_factory=list)
     assertions: list[dict] = field(default_factory=list)
-    watermark: dict | None = None  # None: too small to carry one
+    watermark: dict | None = None  # None: too small to carry one (or a format that cannot: see watermark_reason)
+    watermark_reason: str | None = None
 
 
 @dataclass
@@ -173,7 +185,15 @@ class ImageService:
         placed = None
         backend = self.registry.worker(model).backend
         auto_mask = False
-        if job.kind == JobKind.EDIT and len(sources) >= 2 and composition.wants_composition(job.prompt):
+        guide = None
+        if job.markup is not None:
+            # The overlay's strokes (and the objects under them) are the editable area: a masked edit from here on.
+            guide = await asyncio.to_thread(markup.guide, job.markup, sources[0], job.prompt,
+                                            backend.capabilities.world_scenes)
+            mask, (width, height) = guide.mask, sources[0].size
+            _check_bounds(width, height, f"The image is {width}x{height}, and the result is made at its size", "image",
+                          "invalid_image_dimensions")
+        elif job.kind == JobKind.EDIT and len(sources) >= 2 and composition.wants_composition(job.prompt):
             sources, mask, placed = await asyncio.to_thread(self._compose, job, sources, mask)
         elif (job.kind == JobKind.EDIT and mask is None and len(sources) == 1 and self.auto_edit_mask
               and backend.capabilities.world_scenes and sources[0].size == (width, height)):
@@ -186,12 +206,38 @@ class ImageService:
         task = {JobKind.GENERATE: "generate", JobKind.VARIATION: "variation"}.get(
             job.kind, "inpaint" if mask is not None else "edit")
         if task not in backend.capabilities.tasks:
-            raise InvalidRequest(f"The model '{model}' cannot do {task}.", "model", "unsupported_task")
+            can_inpaint = task == "edit" and "inpaint" in backend.capabilities.tasks
+            hint = " (send a mask to edit inside it)" if can_inpaint else ""
+            raise InvalidRequest(f"The model '{model}' cannot do {task}{hint}; it can do: "
+                                 f"{', '.join(sorted(backend.capabilities.tasks))}.", "model", "unsupported_task")
+        if job.background == "transparent" and not backend.capabilities.transparent_background:
+            raise InvalidRequest(f"The model '{model}' cannot make a transparent background.", "background",
+                                 "unsupported_background")
         keeps_alpha = mask is not None and has_alpha(sources[0])
         transparent = job.output_format != "jpeg" and (job.background == "transparent" or keeps_alpha)
-        return Plan(job, model, task, width, height, sources, mask, STEPS_BY_QUALITY[job.quality],
+        plan = Plan(job, model, task, width, height, sources, mask, model_steps(job.quality, backend.capabilities),
                     "transparent" if transparent else "opaque", level, decisions, placed, auto_mask,
                     BadgeSettings.from_settings(settings))
+        self._newer_fields(plan, backend.capabilities.world_scenes, guide)
+        return plan
+
+    @staticmethod
+    def _newer_fields(plan: Plan, world_scenes: bool, guide: markup.MarkupGuide | None) -> None:
+        """Candidates and validator (complexity), the markup's prompt, and GIF motion, on a checked plan."""
+        job = plan.job
+        plan.candidates = validation.candidates_for(job.complexity, job.candidates)
+        plan.validator = validation.validator_for(world_scenes)
+        if guide is not None:
+            plan.markup_guide, plan.engine_prompt = guide, guide.prompt
+        if job.output_format == "gif":
+            if not world_scenes:
+                raise InvalidRequest(f"The model '{plan.model}' cannot make GIF output: its frames are made with the "
+                                     "judge of the embedded world.", "output_format", "unsupported_output_format")
+            if max(plan.width, plan.height) > animation.MAX_GIF_SIDE:
+                raise InvalidRequest(f"GIF output is limited to {animation.MAX_GIF_SIDE} pixels a side.", "size",
+                                     "invalid_size")
+            plan.motion = animation.motion_of(plan.engine_prompt or job.prompt)
+            plan.engine_prompt = plan.motion.scene_prompt
 
     @staticmethod
     def _compose(job: ImageJob, sources: list[Image.Image],
@@ -213,7 +259,9 @@ class ImageService:
         job, width, height, sources, steps = plan.job, plan.width, plan.height, plan.sources, plan.steps
         base_seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         worker = self.registry.worker(plan.model)
-        requests = [engine_request(plan, base_seed + i) for i in range(job.n)]
+        # Candidate j of image i has seed base + i + j*n: candidate 0 is the image a run without candidates returns.
+        requests = [engine_request(plan, base_seed + i + j * job.n) for j in range(plan.candidates)
+                    for i in range(job.n)]
         previews = on_partial is not None and partial_images > 0
         keys = self._cache_keys(plan, principal, requests) if job.seed is not None else []
         # A hit skips the model; previews come from denoising, so a request that wants them looks nothing up.
@@ -224,7 +272,7 @@ class ImageService:
             if cached[index] is not None:
                 continue
             callback = None
-            if previews:
+            if previews and index < job.n:
                 callback = self._preview_sink(loop, index, steps, partial_images, width, height, job, on_partial)
             futures.append(asyncio.wrap_future(worker.submit(request, callback)))
         try:
@@ -237,9 +285,20 @@ class ImageService:
             self._remember(keys, cached, made)
         results = [hit if hit is not None else made.pop(0) for hit in cached]
         cache_states = ["hit" if hit is not None else "miss" for hit in cached] if keys else None
+        model_seconds = max(r.model_seconds for r in results)
+        started = time.perf_counter()
+        results, chosen, extras = await asyncio.to_thread(self._validated, plan, results)
+        if cache_states is not None:
+            cache_states = [cache_states[index] for index in chosen]
+        runs = len(futures)
+        if plan.motion is not None:
+            runs += await self._animate(plan, worker, results, extras)
+        validation_ms = (time.perf_counter() - started) * 1000
         outputs = await asyncio.to_thread(self._check_images, job, [r.image for r in results], plan.level, "output",
                                           principal)
-        produced = await asyncio.to_thread(self._store, plan, principal, results, outputs, cache_states)
+        produced = await asyncio.to_thread(self._store, plan, principal, results, outputs, cache_states, extras)
+        usage = self._usage(job, sources, width, height)
+        self._spent(usage, plan, runs, validation_ms)
         return ImagesResult(
             created=int(time.time()),
             images=produced,
@@ -247,10 +306,72 @@ class ImageService:
             quality=plan.quality,
             background=plan.background,
             output_format=job.output_format,
-            usage=self._usage(job, sources, width, height),
-            model_seconds=max(r.model_seconds for r in results),
+            usage=usage,
+            model_seconds=model_seconds,
             cache=None if cache_states is None else ("hit" if "miss" not in cache_states else "miss"),
+            svg_usage=vector.usage(produced[0].artifact.data) if job.output_format == "svg" else None,
         )
+
+    # ---- validation, candidates and animation (service/validation, service/animation) ----------
+
+    @staticmethod
+    def _validated(plan: Plan, results: list[EngineResult]) -> tuple[list[EngineResult], list[int], list[dict]]:
+        """Score every candidate against the request; per returned image the best one, its index among the
+        results, and its `validation` field (see service/validation)."""
+        n, k = plan.job.n, plan.candidates
+        prompt = plan.engine_prompt if plan.engine_prompt is not None else plan.job.prompt
+        validator = plan.validator or validation.UnavailableValidator()
+        chosen_results, chosen, extras = [], [], []
+        for i in range(n):
+            group = [i + j * n for j in range(k)]
+            verdicts = [validator.score(results[index].image, prompt, plan.task) for index in group]
+            best = validation.choose(verdicts)
+            chosen_results.append(results[group[best]])
+            chosen.append(group[best])
+            verdict = verdicts[best].to_dict(k, best)
+            if k > 1:
+                verdict["candidate_scores"] = [None if v.score is None else round(v.score, 4) for v in verdicts]
+            extras.append({"validation": verdict})
+        return chosen_results, chosen, extras
+
+    async def _animate(self, plan: Plan, worker, results: list[EngineResult], extras: list[dict]) -> int:
+        """The GIF frames of each result (service/animation); returns how many model runs they took."""
+        assert plan.motion is not None
+        count = plan.job.frame_count or animation.FRAME_COUNT_DEFAULT
+        runs = 0
+
+        async def inpaint(image: Image.Image, mask: Image.Image, prompt: str, seed: int) -> Image.Image:
+            request = EngineRequest(task="inpaint", prompt=prompt, width=image.width, height=image.height, seed=seed,
+                                    images=[image], mask=mask, steps=plan.steps)
+            try:
+                made = await asyncio.wrap_future(worker.submit(request, None))
+            except Exception as error:
+                raise ModelFailure(f"The model failed: {error}", None, "model_error") from error
+            return made.image
+
+        for result, extra in zip(results, extras):
+            made = await animation.animate(result.image, plan.motion, count, result.seed, inpaint)
+            runs += made.model_calls
+            extra["frames"] = made.frames
+            verdict = extra["validation"]
+            verdict["frames"] = made.to_dict()
+            if not made.consistent:
+                verdict["unmet"] = [*verdict["unmet"], *made.problems]
+                if verdict["status"] == "passed":
+                    verdict["status"] = "failed"
+        return runs
+
+    @staticmethod
+    def _spent(usage: dict, plan: Plan, runs: int, validation_ms: float) -> None:
+        """What the request cost beyond its returned images: candidates not returned and GIF plates count as output
+        image tokens too (they were made), and `compute` says how (model runs, denoising steps, validation time).
+        `runs` counts the model runs made (result-cache hits make none)."""
+        extra = image_tokens(plan.width, plan.height) * max(0, runs - plan.job.n)
+        usage["output_tokens"] += extra
+        usage["total_tokens"] += extra
+        usage["output_tokens_details"]["image_tokens"] += extra
+        usage["compute"] = {"model_runs": runs, "steps_per_run": plan.steps, "denoising_steps": runs * plan.steps,
+                            "candidates": plan.candidates, "validation_ms": round(validation_ms, 1)}
 
     # ---- the exact result cache (see service/result_cache) -------------------------------------
 
@@ -375,7 +496,7 @@ class ImageService:
 
     def _store(self, plan: Plan, principal: Principal, results: list[EngineResult],
                output_checks: list[Decision] | None = None,
-               cache_states: list[str] | None = None) -> list[ProducedImage]:
+               cache_states: list[str] | None = None, extras: list[dict] | None = None) -> list[ProducedImage]:
         """Sign, store every blob, then every record and audit entry in one transaction: all or nothing.
 
         Audit indexes are reserved first because each C2PA manifest names its entry; a failure after that
@@ -385,7 +506,7 @@ class ImageService:
         """
         receipt = self.governance.receipt(len(results))
         try:
-            produced = self._store_signed(plan, principal, results, receipt, output_checks or [], cache_states)
+            produced = self._store_signed(plan, principal, results, receipt, output_checks or [], cache_states, extras)
         except BaseException as error:
             receipt.fail(error)
             raise
@@ -393,7 +514,8 @@ class ImageService:
         return produced
 
     def _store_signed(self, plan: Plan, principal: Principal, results: list[EngineResult], receipt: Receipt,
-                      output_checks: list[Decision], cache_states: list[str] | None = None) -> list[ProducedImage]:
+                      output_checks: list[Decision], cache_states: list[str] | None = None,
+                      extras: list[dict] | None = None) -> list[ProducedImage]:
         job, model, sources = plan.job, plan.model, plan.sources
         if plan.mask is not None:
             # The hard mask, whatever the backend did: outside the editable area the input's own pixels
@@ -421,8 +543,9 @@ class ImageService:
         produced = []
         for position, result in enumerate(results):
             artifact_id = new_image_id()
+            extra = extras[position] if extras else {}
             final, marks = self._marked(result.image, plan, badge, artifact_id)
-            encoded = encode(final, job.output_format, job.output_compression)
+            encoded = self._encoded(final, plan, extra.get("frames"), badge)
             data = receipt.sign(position, artifact_id, encoded, job.output_format, prompt=job.prompt, model=model,
                                 weights_hash=backend.weights_hash, seed=result.seed, parents=parents,
                                 actions=marks.actions, assertions=marks.assertions)
@@ -437,8 +560,10 @@ class ImageService:
                 "parents": list(parent_ids), "weights_hash": backend.weights_hash,
                 "pixels_hash": pixels_hash(result.image), "device": backend.device.split(":")[0],
                 "batch_invariant": backend.batch_invariant, "badge": badge.to_dict() if badge else None,
-                "watermark": marks.watermark, **({"cache": cache_states[position]} if cache_states else {})})
-            produced.append(ProducedImage(artifact, result.seed, result.revised_prompt, result.unknown_words))
+                "watermark": marks.watermark, **({"cache": cache_states[position]} if cache_states else {}),
+                **self._newer_audit(plan, marks, extra)})
+            produced.append(ProducedImage(artifact, result.seed, result.revised_prompt, result.unknown_words,
+                                          extra.get("validation")))
         records = [(upload, {"kind": "upload"}) for upload in uploads]
         records += [(item.artifact, {**params, "seed": item.seed, "audit_index": item.artifact.audit_index})
                     for item in produced]
@@ -446,9 +571,38 @@ class ImageService:
             self.blobs.put(artifact.data)
         if job.mask is not None:
             self.blobs.put(job.mask)  # kept (content-addressed) so that replay can remake a masked edit
+        if job.markup is not None:
+            self.blobs.put(job.markup)
         self.database.record_images(records, key_id=principal.key_id, user=job.user, audit=receipt.entries(),
                                     salts=receipt.salts)
         return produced
+
+    @staticmethod
+    def _encoded(final: Image.Image, plan: Plan, frames: list[Image.Image] | None,
+                 badge: BadgeSettings | None) -> bytes:
+        """The output's bytes: raster formats as always, SVG traced from the marked image, GIF from its frames."""
+        job = plan.job
+        if job.output_format == "svg":
+            return vector.svg_bytes(final)
+        if job.output_format == "gif" and frames:
+            marked = [apply_badge(frame, badge) if badge is not None else frame for frame in frames]
+            return animation.gif_bytes(marked, animation.frame_duration(job.frame_duration_ms))
+        return encode(final, job.output_format, job.output_compression)
+
+    @staticmethod
+    def _newer_audit(plan: Plan, marks: Marks, extra: dict) -> dict:
+        """The audit entry's fields for validation, markup, GIF and the watermark a format could not carry."""
+        fields: dict = {"validation": extra.get("validation"), "candidates": plan.candidates}
+        if marks.watermark_reason:
+            fields["watermark_reason"] = marks.watermark_reason
+        if plan.markup_guide is not None:
+            fields["markup"] = plan.markup_guide.to_dict()
+        if plan.job.output_format == "gif":
+            fields["gif"] = {"frame_count": len(extra.get("frames") or []),
+                             "frame_duration_ms": animation.frame_duration(plan.job.frame_duration_ms)}
+        if plan.engine_prompt is not None:
+            fields["engine_prompt_words"] = len(plan.engine_prompt.split())
+        return fields
 
     @staticmethod
     def _marked(image: Image.Image, plan: Plan, badge: BadgeSettings | None,
@@ -465,7 +619,9 @@ class ImageService:
             badged = apply_badge(image, badge)
             marks.actions.append(badge.action())
         marked = badged
-        if min(image.size) >= watermark.MIN_SIDE:
+        if plan.job.output_format in UNMARKABLE:
+            marks.watermark_reason = UNMARKABLE[plan.job.output_format]
+        elif min(image.size) >= watermark.MIN_SIDE:
             payload = watermark.payload_for(artifact_id)
             marked = watermark.embed(badged, payload)
             marks.actions.append({"action": "c2pa.watermarked", "description": "invisible watermark naming the image"})
@@ -491,8 +647,18 @@ class ImageService:
         return self.blobs.get(record.content_hash), record.format
 
 
+def model_steps(quality: str, capabilities: Capabilities) -> int:
+    """The quality tier's steps on the model's own scale: `medium` is its default (12 for the embedded model,
+    4 for a turbo model, 30 for SDXL), within its step range."""
+    medium = STEPS_BY_QUALITY["medium"]
+    steps = round(STEPS_BY_QUALITY[quality] * capabilities.default_steps / medium)
+    low, high = capabilities.step_range
+    return min(high, max(low, steps))
+
+
 def engine_request(plan: Plan, seed: int) -> EngineRequest:
-    return EngineRequest(task=plan.task, prompt=plan.job.prompt, width=plan.width, height=plan.height, seed=seed,
+    prompt = plan.engine_prompt if plan.engine_prompt is not None else plan.job.prompt
+    return EngineRequest(task=plan.task, prompt=prompt, width=plan.width, height=plan.height, seed=seed,
                          images=plan.sources, mask=plan.mask, steps=plan.steps,
                          transparent=plan.job.background == "transparent")
 

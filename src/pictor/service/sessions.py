@@ -72,6 +72,7 @@ class TurnRequest:
     text: str
     images: tuple[ImageInput, ...] = ()
     mask: ImageInput | None = None
+    markup: ImageInput | None = None  # strokes over the edited image that say where (and in what colour) to change
     action: Action = "auto"
     parent_turn: str | None = None
     seed: int | None = None
@@ -262,15 +263,18 @@ class SessionService:
             return composed
         candidates = [source.image_id if source else None, *unnamed[:1], base.image_id if base else None]
         source_id = next((image_id for image_id in candidates if image_id), None)
-        action = self._action(request, resolution.prompt, source_id, explicit=source is not None)
+        # Markup marks an image to change: the turn is an edit whatever its words.
+        action = self._action(request, resolution.prompt, source_id,
+                              explicit=source is not None or request.markup is not None)
         inputs: list[str] = []
         if action == "edit":
             if source is not None and not resolution.prompt:
                 raise InvalidRequest("The text says which image, but not what to do with it.", "text",
                                      "missing_instruction")
             inputs = list(dict.fromkeys([source_id, *(ref.image_id for ref in resolution.references), *unnamed]))
-        elif request.mask is not None:
-            raise InvalidRequest("A mask needs an edit: there is no image to edit in this turn.", "mask",
+        elif request.mask is not None or request.markup is not None:
+            param = "mask" if request.mask is not None else "markup"
+            raise InvalidRequest(f"A {param} needs an edit: there is no image to edit in this turn.", param,
                                  "invalid_value")
         parent_id = request.parent_turn or (base.id if base is not None else None)
         made_by = {turn.image_id: turn.id for turn in turns if turn.image_id}
@@ -357,9 +361,15 @@ class SessionService:
         if request.mask is not None:
             mask = request.mask.data if request.mask.image_id is None else \
                 self.images.image_bytes(principal, request.mask.image_id)[0]
+        markup = None
+        if request.markup is not None:
+            if mask is not None:
+                raise InvalidRequest("markup cannot be combined with mask.", "markup", "invalid_value")
+            markup = request.markup.data if request.markup.image_id is None else \
+                self.images.image_bytes(principal, request.markup.image_id)[0]
         try:
             return ImageJob(kind=JobKind.EDIT if edit else JobKind.GENERATE, prompt=prompt, images=tuple(images),
-                            mask=mask, size=size, seed=request.seed,
+                            mask=mask, markup=markup, size=size, seed=request.seed,
                             quality=request.quality or options.get("quality", "auto"),
                             output_format=request.output_format, output_compression=request.output_compression,
                             background=request.background, moderation=request.moderation,

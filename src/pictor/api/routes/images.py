@@ -33,8 +33,8 @@ from pictor.storage import Principal
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-FILE_FIELDS = ("image", "image[]", "mask")
-MAX_FORM_FILES = 17
+FILE_FIELDS = ("image", "image[]", "mask", "markup")
+MAX_FORM_FILES = 18
 
 
 def url_for(request: Request, parts: Components, caller: Principal):
@@ -139,6 +139,7 @@ async def edits(request: Request, caller: Caller) -> Response:
         body = validated(EditJsonRequest, raw)
         images = tuple(data_url_bytes(ref, "images") for ref in body.images)
         mask = data_url_bytes(body.mask, "mask") if body.mask is not None else None
+        markup = None  # EditJsonRequest.job reads it from the body
     else:
         fields, files = await read_form(request)
         body = validated(EditFields, fields)
@@ -149,7 +150,11 @@ async def edits(request: Request, caller: Caller) -> Response:
         if len(masks) > 1:
             raise ApiError(400, "Send at most one mask.", param="mask", code="invalid_mask_format")
         mask = masks[0] if masks else None
-    job = body.job(JobKind.EDIT, body.prompt, caller.tenant_id, images, mask)
+        markups = files.get("markup", [])
+        if len(markups) > 1:
+            raise ApiError(400, "Send at most one markup.", param="markup", code="invalid_markup_format")
+        markup = markups[0] if markups else None
+    job = body.job(JobKind.EDIT, body.prompt, caller.tenant_id, images, mask, markup)
     return await _answer(request, parts, caller, job, body, "image_edit")
 
 

@@ -1,0 +1,272 @@
+"""The gpt-image-2 fields through the official SDK: SVG and GIF output, markup edits, quality tiers, complexity and
+output validation (best of several candidates, scored by the embedded world's judge)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sqlite3
+from contextlib import closing
+
+import numpy as np
+import openai
+import pytest
+import resvg_py
+from PIL import Image
+
+from pictor.embedded.judge import detect
+from pictor.embedded.render import render
+from pictor.embedded.world import Background, Scene, SceneObject
+from pictor.service.images import STEPS_BY_QUALITY
+
+from .helpers import alpha_mask, decode, png_bytes
+
+MULTI_OBJECT_PROMPTS = [
+    "a red star and a blue circle on a white background",
+    "a green square to the left of a yellow heart on a black background",
+    "two purple diamonds on a white background",
+    "an orange triangle above a blue square on a white background",
+]
+
+
+def audit_entry(server, image_id: str) -> dict:
+    with closing(sqlite3.connect(server.data_dir / "pictor.db")) as connection:
+        for (text,) in connection.execute("SELECT entry FROM audit_entries WHERE entry LIKE ?",
+                                          (f'%"artifact_id":"{image_id}"%',)):
+            return json.loads(text)
+    raise AssertionError(f"no audit entry for {image_id}")
+
+
+def refused(call, param: str) -> openai.BadRequestError:
+    with pytest.raises(openai.BadRequestError) as caught:
+        call()
+    error = caught.value.body
+    assert error["param"] == param, error
+    assert error["type"] == "invalid_request_error" and error["message"] and error["code"], error
+    return caught.value
+
+
+def world_png(size: int = 128) -> bytes:
+    """A scene of the embedded world: a red circle top left, a blue square bottom right, on white."""
+    scene = Scene((SceneObject("circle", "red", "large", (0, 0)), SceneObject("square", "blue", "large", (2, 2))),
+                  Background(("white",)))
+    return png_bytes(Image.fromarray(render(scene, size).image.astype(np.uint8), "RGB"))
+
+
+def scribble(size: int, box: tuple[int, int, int, int], colour: tuple[int, int, int]) -> bytes:
+    """A transparent overlay with an opaque scribble (a thick diagonal cross) inside `box`."""
+    overlay = np.zeros((size, size, 4), dtype=np.uint8)
+    x0, y0, x1, y1 = box
+    for t in np.linspace(0, 1, 200):
+        for x, y in ((x0 + t * (x1 - x0), y0 + t * (y1 - y0)), (x1 - t * (x1 - x0), y0 + t * (y1 - y0))):
+            overlay[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] = (*colour, 255)
+    return png_bytes(Image.fromarray(overlay, "RGBA"))
+
+
+# ---- SVG -----------------------------------------------------------------------------------------------------------
+
+
+def test_svg_is_a_signed_vector_rendition_within_a_small_pixel_error(client, server, http) -> None:
+    prompt = "a red star in the top left and a blue circle on a white background"
+    svg_result = client.images.generate(prompt=prompt, size="256x256", output_format="svg", extra_body={"seed": 11})
+    raster = client.images.generate(prompt=prompt, size="256x256", output_format="png", extra_body={"seed": 11})
+    assert svg_result.output_format == "svg" and svg_result.svg_usage is not None
+    assert svg_result.svg_usage.model.startswith("vtracer")
+    svg = base64.b64decode(svg_result.data[0].b64_json)
+    text = svg.decode()
+    assert "<svg" in text and 'viewBox="0 0 256 256"' in text and text.count("<path") >= 2
+    assert "<image" not in text  # paths only, no embedded raster
+    # What a browser engine (resvg) draws from the SVG, against the raster of the same seed.
+    drawn = np.asarray(Image.open(io.BytesIO(bytes(resvg_py.svg_to_bytes(svg_string=text)))).convert("RGB"))
+    pixels = np.asarray(decode(raster.data[0].b64_json).convert("RGB"))
+    error = np.abs(drawn.astype(int) - pixels.astype(int))
+    assert drawn.shape == pixels.shape
+    assert error.mean() < 6.0, error.mean()
+    assert (error.max(axis=-1) > 64).mean() < 0.02
+    # Signed like a raster output, and audited (with why no watermark).
+    image_id = svg_result.data[0].model_extra["id"]
+    provenance = http.get(f"/v1/images/{image_id}/provenance").json()["c2pa"]
+    assert provenance["validation_state"] in ("Trusted", "Valid"), provenance
+    assert http.get(f"/v1/images/{image_id}/content").headers["content-type"] == "image/svg+xml"
+    entry = audit_entry(server, image_id)
+    assert entry["watermark"] is None and "SVG" in entry["watermark_reason"]
+    assert entry["parameters"]["output_format"] == "svg"
+
+
+def test_svg_refusals_change_nothing(client, server) -> None:
+    before = server.state()
+    refused(lambda: client.images.generate(prompt="a red star", output_format="svg", n=2), "n")
+    refused(lambda: client.images.generate(prompt="a red star", output_format="svg", stream=True), "stream")
+    refused(lambda: client.images.generate(prompt="a red star", output_format="svg", output_compression=50),
+            "output_compression")
+    refused(lambda: client.images.generate(prompt="a red star", output_format="png", svg={"model": "vtracer"}), "svg")
+    refused(lambda: client.images.generate(prompt="a red star", output_format="svg", svg={"model": "gpt-5"}),
+            "svg.model")
+    assert server.state() == before
+
+
+# ---- GIF -----------------------------------------------------------------------------------------------------------
+
+
+def test_gif_frames_show_the_described_motion_of_one_scene(client, server, http) -> None:
+    result = client.images.generate(prompt="a red circle moving right on a white background", size="128x128",
+                                    output_format="gif", frame_count=6, frame_duration_ms=123,
+                                    extra_body={"seed": 5})
+    assert result.output_format == "gif"
+    gif = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json)))
+    assert gif.format == "GIF" and gif.n_frames == 6
+    xs, signatures = [], []
+    for index in range(gif.n_frames):
+        gif.seek(index)
+        assert gif.info["duration"] == 120  # rounded to 10 ms, as upstream does
+        objects = detect(np.asarray(gif.convert("RGB"))).objects
+        signatures.append(sorted((o.shape, o.colour) for o in objects))
+        xs.append(next(o.centroid[0] for o in objects if o.colour == "red"))
+    assert all(s == signatures[0] for s in signatures), signatures  # the same objects in every frame
+    assert all(b > a for a, b in zip(xs, xs[1:])), xs  # moving right
+    assert xs[-1] - xs[0] > 128 / 6
+    validation = result.data[0].model_extra["validation"]
+    assert validation["frames"] == {"frames": 6, "motion": "right", "consistent": True, "problems": [],
+                                   "plate": validation["frames"]["plate"]}
+    assert validation["frames"]["plate"] in ("model", "background fit")
+    image_id = result.data[0].model_extra["id"]
+    assert http.get(f"/v1/images/{image_id}/provenance").json()["c2pa"]["validation_state"] in ("Trusted", "Valid")
+    entry = audit_entry(server, image_id)
+    assert entry["gif"] == {"frame_count": 6, "frame_duration_ms": 120} and entry["watermark"] is None
+    assert result.usage.model_extra["compute"]["model_runs"] >= 2  # the first frame and the background plate(s)
+
+
+def test_gif_default_frame_count_and_refusals(client, server) -> None:
+    result = client.images.generate(prompt="a green heart on a white background", size="64x64", output_format="gif",
+                                    extra_body={"seed": 2})
+    assert Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json))).n_frames == 9
+    before = server.state()
+    refused(lambda: client.images.generate(prompt="a star", output_format="gif", frame_count=17), "frame_count")
+    refused(lambda: client.images.generate(prompt="a star", output_format="gif", frame_count=1), "frame_count")
+    refused(lambda: client.images.generate(prompt="a star", frame_count=4), "frame_count")
+    refused(lambda: client.images.generate(prompt="a star", output_format="gif", stream=True), "stream")
+    refused(lambda: client.images.generate(prompt="a star", output_format="gif", output_compression=80),
+            "output_compression")
+    refused(lambda: client.images.generate(prompt="a star", output_format="gif", size="2048x2048"), "size")
+    mask = png_bytes(alpha_mask(128, 128, (0, 0, 64, 64)))
+    refused(lambda: client.images.edit(image=world_png(), mask=mask, prompt="make the circle green",
+                                       output_format="gif"), "mask")
+    assert server.state() == before
+
+
+# ---- markup --------------------------------------------------------------------------------------------------------
+
+
+def test_markup_edit_changes_the_marked_object_in_the_stroke_colour(client, server) -> None:
+    source = world_png(128)
+    markup = scribble(128, (20, 20, 40, 40), (40, 160, 70))  # green strokes across the red circle
+    result = client.images.edit(image=source, markup=markup, prompt="change this", size="auto",
+                                extra_body={"seed": 4})
+    edited = np.asarray(decode(result.data[0].b64_json).convert("RGB"))
+    original = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
+    assert (edited[64:, 64:] == original[64:, 64:]).all()  # the blue square, far from the strokes, byte for byte
+    assert (edited[:48, :48] != original[:48, :48]).any()
+    entry = audit_entry(server, result.data[0].model_extra["id"])
+    assert entry["markup"]["colour"] == "green" and entry["markup"]["prompt"].endswith("green circle")
+    assert entry["markup"]["targets"] == ["a large red circle in the top left"]
+    assert entry["task"] == "inpaint"
+    circle = [o for o in detect(edited).objects if o.cell == (0, 0)]
+    assert circle and circle[0].colour == "green", circle
+
+
+def test_markup_refusals_change_nothing(client, server, http) -> None:
+    source = world_png(128)
+    before = server.state()
+    markup = scribble(128, (20, 20, 40, 40), (40, 160, 70))
+    mask = png_bytes(alpha_mask(128, 128, (0, 0, 64, 64)))
+    refused(lambda: client.images.edit(image=source, markup=markup, mask=mask, prompt="change this"), "markup")
+    refused(lambda: client.images.edit(image=source, markup=scribble(64, (5, 5, 20, 20), (0, 0, 0)),
+                                       prompt="change this"), "markup")
+    opaque = png_bytes(Image.new("RGBA", (128, 128), (0, 0, 0, 255)))
+    refused(lambda: client.images.edit(image=source, markup=opaque, prompt="change this"), "markup")
+    empty = png_bytes(Image.new("RGBA", (128, 128), (0, 0, 0, 0)))
+    refused(lambda: client.images.edit(image=source, markup=empty, prompt="change this"), "markup")
+    session = http.post("/v1/sessions", json={}).json()["id"]
+    answer = http.post(f"/v1/sessions/{session}/turns", json={"text": "a red circle", "markup": _data_url(markup)})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "markup"
+    assert server.state() == before
+
+
+def _data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def test_markup_in_a_session_turn_edits_the_current_image(http) -> None:
+    session = http.post("/v1/sessions", json={}).json()["id"]
+    first = http.post(f"/v1/sessions/{session}/turns",
+                      json={"text": "start", "images": [_data_url(world_png(128))], "action": "edit",
+                            "markup": _data_url(scribble(128, (88, 88, 108, 108), (250, 214, 40))), "seed": 3})
+    assert first.status_code == 200, first.text
+    turn = first.json()
+    assert turn["action"] == "edit"
+    edited = np.asarray(decode(turn["image"]["b64_json"]).convert("RGB"))
+    original = np.asarray(Image.open(io.BytesIO(world_png(128))).convert("RGB"))
+    assert (edited[:48, :48] == original[:48, :48]).all() and (edited[80:, 80:] != original[80:, 80:]).any()
+
+
+# ---- quality tiers, complexity and validation ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("quality", ["low", "medium", "high", "xhigh", "max"])
+def test_each_quality_tier_sets_the_steps(client, quality: str) -> None:
+    result = client.images.generate(prompt="a blue heart on a white background", size="64x64", quality=quality,
+                                    extra_body={"seed": 1})
+    assert result.quality == quality
+    compute = result.usage.model_extra["compute"]
+    assert compute["steps_per_run"] == STEPS_BY_QUALITY[quality] and compute["model_runs"] == 1
+    assert compute["denoising_steps"] == STEPS_BY_QUALITY[quality]
+
+
+@pytest.mark.parametrize(("complexity", "candidates", "seed"), [("low", 1, 20), ("medium", 1, 40), ("high", 3, 60)])
+def test_each_complexity_level_sets_the_candidates_and_usage_says_so(client, complexity: str, candidates: int,
+                                                                     seed: int) -> None:
+    """Seeds apart, so that no level's images come from the result cache (a hit makes no model run)."""
+    result = client.images.generate(prompt="a red star and a blue circle on a white background", size="64x64",
+                                    complexity=complexity, extra_body={"seed": seed})
+    validation = result.data[0].model_extra["validation"]
+    assert validation["candidates"] == candidates and validation["validator"] == "embedded-judge"
+    assert validation["status"] in ("passed", "failed") and 0 <= validation["score"] <= 1
+    assert result.usage.model_extra["compute"]["model_runs"] == candidates
+    assert result.usage.output_tokens == 4 * candidates  # 64x64 = four 32x32 tiles per image made
+    # The returned seed reproduces the returned image (a chosen candidate keeps its own seed).
+    assert result.data[0].model_extra["seed"] == seed + validation["chosen"]
+
+
+def test_validation_chooses_a_better_candidate_on_a_prompt_set(client, server) -> None:
+    """complexity=high returns, for each prompt, the candidate the judge scores highest; candidate 0 is the image
+    complexity=low returns. Over the set, some choice must beat candidate 0, none may be worse."""
+    improved = 0
+    for index, prompt in enumerate(MULTI_OBJECT_PROMPTS):
+        seed = 100 + index
+        plain = client.images.generate(prompt=prompt, size="64x64", complexity="low", extra_body={"seed": seed})
+        best = client.images.generate(prompt=prompt, size="64x64", complexity="high", extra_body={"seed": seed})
+        low, high = plain.data[0].model_extra["validation"], best.data[0].model_extra["validation"]
+        assert high["candidate_scores"][0] == low["score"]
+        assert high["score"] == max(high["candidate_scores"]) >= low["score"]
+        if high["chosen"] == 0:
+            assert server.model_output_hash(best.data[0].model_extra["id"]) == \
+                server.model_output_hash(plain.data[0].model_extra["id"])
+        improved += high["score"] > low["score"]
+        entry = audit_entry(server, best.data[0].model_extra["id"])
+        assert entry["validation"] == high and entry["candidates"] == 3
+    assert improved >= 1
+
+
+def test_unmet_parts_of_the_prompt_are_named(client) -> None:
+    result = client.images.generate(prompt="four green hearts and a brown star on a white background", size="64x64",
+                                    complexity="low", extra_body={"seed": 1})
+    validation = result.data[0].model_extra["validation"]
+    assert validation["status"] == "failed" and validation["score"] < 1 and validation["unmet"]
+    assert all(isinstance(item, str) for item in validation["unmet"])
+
+
+def test_validation_is_unavailable_for_edits(client) -> None:
+    result = client.images.edit(image=world_png(64), prompt="make the circle green", extra_body={"seed": 1})
+    validation = result.data[0].model_extra["validation"]
+    assert validation["status"] == "unavailable" and validation["score"] is None and validation["reason"]
