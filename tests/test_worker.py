@@ -88,3 +88,21 @@ def test_step_level_batching_lets_a_late_request_join_and_finish_first():
             assert difference.max() <= 3, difference.max()
     finally:
         stepped.close()
+
+
+def test_previews_are_made_only_for_a_callback_that_wants_them():
+    backend = EmbeddedBackend()
+    request = EngineRequest("generate", "a red star on a white background", 64, 64, seed=1, steps=3)
+    seen: list = []
+
+    def listening(index: int, step: int, total: int, preview) -> None:
+        seen.append(preview)
+
+    listening.wants_previews = False
+    plain = backend.run([request], listening)[0]
+    assert seen == [None, None, None]
+    seen.clear()
+    del listening.wants_previews
+    with_previews = backend.run([request], listening)[0]
+    assert [preview.size for preview in seen] == [(64, 64)] * 3
+    assert plain.image.tobytes() == with_previews.image.tobytes()

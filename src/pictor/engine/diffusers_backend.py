@@ -26,7 +26,7 @@ from pictor.engine.families import Family, detect_family, family, tasks_of
 from pictor.engine.loading import load_model_folder, load_single_file, pipeline_class_name, resolve_source
 from pictor.engine.models_file import ModelSpec
 from pictor.engine.previews import fit_latent_rgb, latents_to_previews
-from pictor.engine.protocol import Capabilities, EngineRequest, EngineResult, StepCallback
+from pictor.engine.protocol import Capabilities, EngineRequest, EngineResult, StepCallback, wants_previews
 
 log = logging.getLogger(__name__)
 
@@ -216,17 +216,22 @@ class DiffusersBackend:
 
     def _step_callback(self, indexes: list[int], on_step: StepCallback | None, width: int, height: int, steps: int):
         flux = self.family.architecture == "flux"
+        wanted = wants_previews(on_step)
 
         def callback(pipe, step: int, timestep, tensors: dict) -> dict:
             if self._cuda_graphs:  # the step's graph outputs are consumed: the next replay may reuse their memory
                 torch.compiler.cudagraph_mark_step_begin()
             if on_step is None:
                 return tensors
+            # img2img starts part-way down the schedule: report the step's place in the whole of it
+            done = step + steps - getattr(pipe, "_num_timesteps", steps)
+            if not wanted:  # the worker only listens for cancellation: no device-to-host copy
+                for index in indexes:
+                    on_step(index, done, steps, None)
+                return tensors
             latents = tensors["latents"]
             if flux:  # packed 2x2 patches -> (batch, channels, h, w)
                 latents = type(pipe)._unpack_latents(latents, height, width, self.vae_scale_factor)
-            # img2img starts part-way down the schedule: report the step's place in the whole of it
-            done = step + steps - getattr(pipe, "_num_timesteps", steps)
             for index, preview in zip(indexes, latents_to_previews(latents, self.projection)):
                 on_step(index, done, steps, preview)
             return tensors

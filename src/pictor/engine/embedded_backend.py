@@ -20,7 +20,7 @@ from pictor.embedded.judge import background_colours, detect
 from pictor.embedded.pipeline import Denoising, EmbeddedOutput, PictorEmbeddedPipeline, tensor_to_pil
 from pictor.embedded.world import CELL_NAMES
 from pictor.engine.loading import load_model_folder
-from pictor.engine.protocol import Capabilities, EngineRequest, EngineResult, StepCallback
+from pictor.engine.protocol import Capabilities, EngineRequest, EngineResult, StepCallback, wants_previews
 
 # How far (RGB distance) from the background a pixel must be to be fully opaque.
 ALPHA_RAMP = (12.0, 48.0)
@@ -117,9 +117,11 @@ class EmbeddedBackend:
             if first.task == "inpaint":
                 kwargs["mask"] = [r.mask for r in group]
         if on_step is not None:
+            wanted = wants_previews(on_step)
+
             def preview(step: int, total: int, estimate: torch.Tensor) -> None:
                 for row, index in enumerate(indexes):
-                    on_step(index, step, total, tensor_to_pil(estimate[row]))
+                    on_step(index, step, total, tensor_to_pil(estimate[row]) if wanted else None)
             kwargs["callback_on_step_end"] = preview
         return prompts, kwargs, revised
 

@@ -11,8 +11,15 @@ from PIL import Image
 # Tasks a backend may offer. `inpaint` is an edit inside a mask; `variation` remakes an image.
 TASKS = ("generate", "edit", "inpaint", "variation")
 
-# (request index in the batch, step, total steps, preview image) -> None
-StepCallback = Callable[[int, int, int, Image.Image], None]
+# (request index in the batch, step, total steps, preview image or None) -> None. Backends call it after every
+# step (a worker stops a cancelled call by raising from it), with a preview only when `wants_previews` says so.
+StepCallback = Callable[[int, int, int, Image.Image | None], None]
+
+
+def wants_previews(on_step: StepCallback | None) -> bool:
+    """Whether a step callback wants preview images; one that only watches for cancellation says no through a
+    `wants_previews = False` attribute, so the backend skips making them (a device-to-host copy per step)."""
+    return on_step is not None and getattr(on_step, "wants_previews", True)
 
 
 @dataclass(frozen=True)

@@ -180,12 +180,14 @@ class ModelWorker:
         return on_step
 
     def _run(self, items: list[_Item]) -> None:
-        def on_step(index: int, step: int, total: int, preview: Image.Image) -> None:
+        def on_step(index: int, step: int, total: int, preview: Image.Image | None) -> None:
             if all(item.future.abandoned for item in items):
                 raise StepCancelled
             callback = items[index].on_step
-            if callback is not None:
+            if callback is not None and preview is not None:
                 callback(step, total, preview)
+
+        on_step.wants_previews = any(item.on_step is not None for item in items)  # type: ignore[attr-defined]
 
         started = time.perf_counter()
         try:
