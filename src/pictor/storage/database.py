@@ -407,6 +407,17 @@ class Database:
             )
             return [_image(row) for row in rows]
 
+    def search_images(self, tenant_id: str, text: str = "", *, limit: int = 50, offset: int = 0) -> list[ImageRecord]:
+        """The tenant's images whose prompt contains `text` (case-insensitive; empty: all), newest first."""
+        query = select(ImageRow).where(ImageRow.tenant_id == tenant_id)
+        if text:
+            escaped = re.sub(r"([\\%_])", r"\\\1", text)
+            query = query.where(ImageRow.params["prompt"].as_string().ilike(f"%{escaped}%", escape="\\"))
+        with self._transaction() as session:
+            rows = session.scalars(query.order_by(ImageRow.created.desc(), ImageRow.id.desc()).limit(limit)
+                                   .offset(offset))
+            return [_image(row) for row in rows]
+
     def children_of(self, tenant_id: str, image_id: str) -> list[str]:
         """Ids of the tenant's images made from this one (lineage walked forwards)."""
         with self._transaction() as session:
