@@ -29,7 +29,7 @@ def test_parameters_name_inputs_by_hash_not_bytes() -> None:
         {"kind": "generate", "prompt": ""},
         {"kind": "generate", "prompt": "x", "n": 0},
         {"kind": "generate", "prompt": "x", "size": "big"},
-        {"kind": "generate", "prompt": "x", "output_format": "gif"},
+        {"kind": "generate", "prompt": "x", "output_format": "bmp"},
         {"kind": "generate", "prompt": "x", "output_compression": 101},
         {"kind": "generate", "prompt": "x", "background": "transparent", "output_format": "jpeg"},
         {"kind": "generate", "prompt": "x", "images": (b"img",)},

@@ -86,9 +86,10 @@ def result_summary(result: ImagesResult) -> dict[str, Any]:
     route renders b64_json or fresh signed URLs from this on every read."""
     return {"created": result.created, "size": result.size, "quality": result.quality,
             "background": result.background, "output_format": result.output_format, "usage": result.usage,
+            "svg_usage": result.svg_usage,
             "images": [{"id": item.artifact.id, "seed": item.seed, "revised_prompt": item.revised_prompt,
                         "unknown_words": item.unknown_words, "width": item.artifact.width,
-                        "height": item.artifact.height} for item in result.images]}
+                        "height": item.artifact.height, "validation": item.validation} for item in result.images]}
 
 
 class JobRunner:
