@@ -135,8 +135,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """A file's C2PA manifest against this installation's trust anchors, and which image it is (any tenant)."""
     from pictor.core import sha256_hex
     from pictor.governance.provenance import read
-    from pictor.service.inputs import ACCEPTED_FORMATS, open_image
-    from pictor.service.provenance import ProvenanceService, read_watermark
+    from pictor.service.provenance import ProvenanceService, open_to_verify, read_watermark, unmarked_report
     from pictor.storage import LocalBlobStore, NotFound, Principal
 
     settings = _settings(args)
@@ -144,14 +143,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         governance = _governance(settings, database, data)
         blob = Path(args.image).read_bytes()
-        image = open_image(blob)
-        summary = read(blob, ACCEPTED_FORMATS[image.format], governance.credentials.trust_anchors_pem)
+        fmt, image = open_to_verify(blob)  # png, jpeg, webp, gif or svg
+        summary = read(blob, fmt, governance.credentials.trust_anchors_pem)
         record, match = database.find_image(None, sha256_hex(blob)), "exact"
         claimed = (summary.pictor or {}).get("artifact_id")
         if record is None and claimed and summary.validation_state in ("Trusted", "Valid"):
             with contextlib.suppress(NotFound):
                 record, match = database.get_image_any_tenant(claimed), "manifest"
-        mark, marked = read_watermark(image, database, None)
+        # GIF and SVG cannot carry the watermark: the report says it does not apply (and why).
+        mark, marked = read_watermark(image, database, None) if image is not None and fmt not in ("gif", "svg") \
+            else (unmarked_report(fmt), None)
         if record is None and marked is not None:
             record, match = marked, "watermark"
         report = {"file": args.image, "c2pa": summary.to_dict(), "image": None, "lineage": None, "watermark": mark}
@@ -176,8 +177,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                   f"  audit entry {made.get('audit_index')}")
         for depth, ancestor in enumerate(summary.lineage, 1):
             print(f"{'  ' * depth}from {ancestor}")
-        print(f"watermark: {'detected, names ' + mark['artifact_prefix'] if mark['detected'] else 'not found'}"
-              + (f" (confidence {mark['confidence']})" if mark["detected"] else ""))
+        if not mark["applicable"]:
+            print(f"watermark: not applicable ({mark['reason']})")
+        else:
+            print(f"watermark: {'detected, names ' + mark['artifact_prefix'] if mark['detected'] else 'not found'}"
+                  + (f" (confidence {mark['confidence']})" if mark["detected"] else ""))
         found = report["image"]
         print(f"in this installation: {found['id']} (tenant {found['tenant']}, {found['match']} match)" if found
               else "in this installation: no matching image")
@@ -315,22 +319,31 @@ def _progress_bar(label: str, enabled: bool):
     return on_progress, bar.close
 
 
+def _remote_work(args: argparse.Namespace, label: str, work):
+    """work(client, on_progress) with a progress bar; None (after printing why) when the server refuses."""
+    from pictor.commands.remote import RemoteError
+
+    on_progress, close = _progress_bar(label, not args.no_progress)
+    try:
+        with _pictor_client(args) as client:
+            return work(client, on_progress)
+    except RemoteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    finally:
+        close()
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from pictor.commands.batch import run_batch
-    from pictor.commands.remote import RemoteError
 
     requests = Path(args.requests)
     output = Path(args.output) if args.output else requests.with_name(requests.stem + ".output.jsonl")
-    on_progress, close = _progress_bar(requests.name, not args.no_progress)
-    try:
-        with _pictor_client(args) as client:
-            outcome = run_batch(client, requests, output, Path(args.errors) if args.errors else None,
-                                Path(args.images) if args.images else None, on_progress=on_progress)
-    except RemoteError as error:
-        print(f"error: {error}", file=sys.stderr)
+    outcome = _remote_work(args, requests.name, lambda client, on_progress: run_batch(
+        client, requests, output, Path(args.errors) if args.errors else None,
+        Path(args.images) if args.images else None, on_progress=on_progress))
+    if outcome is None:
         return 1
-    finally:
-        close()
     print(f"{outcome.batch_id} {outcome.status}{' (resumed)' if outcome.resumed else ''}: "
           f"{outcome.completed} of {outcome.total} succeeded, {outcome.failed} failed")
     for label, path in (("output", outcome.output), ("errors", outcome.errors)):
@@ -343,20 +356,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def cmd_dataset(args: argparse.Namespace) -> int:
     from pictor.commands.dataset import DatasetOptions, build_dataset
-    from pictor.commands.remote import RemoteError
 
     width, height = _size(args.size)
     options = DatasetOptions(args.count, width, height, args.seed, args.max_objects, args.retries,
                              args.keep_unverified, args.model, args.quality)
-    on_progress, close = _progress_bar("dataset", not args.no_progress)
-    try:
-        with _pictor_client(args) as client:
-            summary = build_dataset(client, Path(args.folder), options, on_progress)
-    except RemoteError as error:
-        print(f"error: {error}", file=sys.stderr)
+    summary = _remote_work(args, "dataset", lambda client, on_progress: build_dataset(
+        client, Path(args.folder), options, on_progress))
+    if summary is None:
         return 1
-    finally:
-        close()
     print(f"{summary.folder}: {summary.verified} of {summary.requested} images verified by the judge "
           f"({summary.unverified} still wrong, {summary.failed} refused or failed) after {summary.rounds} round(s), "
           f"{summary.images_made} images made; annotations.json (COCO), metadata.jsonl, images/")

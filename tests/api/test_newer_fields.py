@@ -20,7 +20,7 @@ from pictor.embedded.render import render
 from pictor.embedded.world import Background, Scene, SceneObject
 from pictor.service.images import STEPS_BY_QUALITY
 
-from .helpers import alpha_mask, decode, png_bytes
+from .helpers import alpha_mask, decode, png_bytes, run_cli
 
 MULTI_OBJECT_PROMPTS = [
     "a red star and a blue circle on a white background",
@@ -210,6 +210,50 @@ def test_markup_in_a_session_turn_edits_the_current_image(http) -> None:
     assert (edited[:48, :48] == original[:48, :48]).all() and (edited[80:, 80:] != original[80:, 80:]).any()
 
 
+
+def test_a_markup_edit_replays_to_the_same_pixels(client, server, http) -> None:
+    """Replay refetches the markup overlay (kept, content-addressed) and remakes the same markup-guided edit."""
+    markup = scribble(128, (20, 20, 40, 40), (40, 160, 70))
+    result = client.images.edit(image=world_png(128), markup=markup, prompt="change this", size="auto",
+                                extra_body={"seed": 9})
+    index = http.get(f"/v1/images/{result.data[0].model_extra['id']}/provenance").json()["audit_index"]
+    done = run_cli("replay", str(index), "--data-dir", str(server.data_dir))
+    assert done.returncode == 0 and "reproduced, same pixels hash" in done.stdout, done.stdout + done.stderr
+
+
+# ---- verifying GIF and SVG outputs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fmt", "seed"), [("gif", 13), ("svg", 14)])
+def test_gif_and_svg_outputs_verify_by_bytes_and_manifest(client, server, http, tmp_path, fmt: str,
+                                                          seed: int) -> None:
+    result = client.images.generate(prompt="a red circle moving right on a white background", size="64x64",
+                                    output_format=fmt, extra_body={"seed": seed})
+    data, image_id = base64.b64decode(result.data[0].b64_json), result.data[0].model_extra["id"]
+    response = http.post("/v1/provenance/verify", files={"image": (f"x.{fmt}", data, "application/octet-stream")})
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["c2pa"]["validation_state"] == "Trusted", report["c2pa"]
+    assert report["c2pa"]["pictor"]["artifact_id"] == image_id
+    assert report["image"]["id"] == image_id and report["image"]["match"] == "exact"
+    assert report["watermark"]["applicable"] is False and report["watermark"]["detected"] is False
+    assert fmt.upper() in report["watermark"]["reason"]
+    # One changed byte inside the content: no exact match, and the manifest no longer validates.
+    tampered = bytearray(data)
+    position = data.index(b"<path") + 10 if fmt == "svg" else len(data) - 20
+    tampered[position] ^= 0x01
+    changed = http.post("/v1/provenance/verify", files={"image": ("x", bytes(tampered), "application/octet-stream")})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["c2pa"]["validation_state"] not in ("Trusted", "Valid")
+    assert changed.json()["image"] is None
+    # The operator's command line says the same of the file.
+    path = tmp_path / f"out.{fmt}"
+    path.write_bytes(data)
+    done = run_cli("verify", str(path), "--data-dir", str(server.data_dir))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "C2PA: Trusted" in done.stdout and image_id in done.stdout and "watermark: not applicable" in done.stdout
+
+
 # ---- quality tiers, complexity and validation ---------------------------------------------------------------------
 
 
@@ -223,31 +267,94 @@ def test_each_quality_tier_sets_the_steps(client, quality: str) -> None:
     assert compute["denoising_steps"] == STEPS_BY_QUALITY[quality]
 
 
-@pytest.mark.parametrize(("complexity", "candidates", "seed"), [("low", 1, 20), ("medium", 1, 40), ("high", 3, 60)])
-def test_each_complexity_level_sets_the_candidates_and_usage_says_so(client, complexity: str, candidates: int,
-                                                                     seed: int) -> None:
+@pytest.mark.parametrize(("complexity", "seed"), [("low", 20), ("medium", 40)])
+def test_low_and_medium_complexity_make_one_image_and_usage_says_so(client, complexity: str, seed: int) -> None:
     """Seeds apart, so that no level's images come from the result cache (a hit makes no model run)."""
     result = client.images.generate(prompt="a red star and a blue circle on a white background", size="64x64",
                                     complexity=complexity, extra_body={"seed": seed})
     validation = result.data[0].model_extra["validation"]
-    assert validation["candidates"] == candidates and validation["validator"] == "embedded-judge"
+    assert validation["candidates"] == 1 and validation["validator"] == "embedded-judge"
     assert validation["status"] in ("passed", "failed") and 0 <= validation["score"] <= 1
-    assert result.usage.model_extra["compute"]["model_runs"] == candidates
-    assert result.usage.output_tokens == 4 * candidates  # 64x64 = four 32x32 tiles per image made
-    # The returned seed reproduces the returned image (a chosen candidate keeps its own seed).
+    assert validation["steps"] == STEPS_BY_QUALITY["medium"] and "search" not in validation
+    compute = result.usage.model_extra["compute"]
+    assert compute["model_runs"] == 1 and compute["denoising_steps"] == STEPS_BY_QUALITY["medium"]
+    assert result.usage.output_tokens == 4  # 64x64 = four 32x32 tiles
+    assert result.data[0].model_extra["seed"] == seed
+
+
+@pytest.mark.parametrize(("prompt", "seed", "outcome"),
+                         [("a blue heart on a white background", 70, "passed"),
+                          ("a diamond in green and gray circle on a white background", 1007, "repaired"),
+                          ("four green hearts and a brown star on a white background", 80, "failed")])
+def test_high_complexity_searches_and_repairs_within_three_times_the_compute(client, server, http, prompt: str,
+                                                                             seed: int, outcome: str) -> None:
+    """complexity=high: candidates at a third of the tier's steps, one after another, until one passes; when none
+    does, repairs of the best repairable candidate (its one wrong object repainted), until one passes; all within the
+    budget of three images at the tier's steps. usage.compute counts the steps actually run; the returned seed (the
+    candidate's), its steps and the recorded repair remake the image."""
+    tier = STEPS_BY_QUALITY["medium"]
+    result = client.images.generate(prompt=prompt, size="64x64", complexity="high", extra_body={"seed": seed})
+    validation, compute = result.data[0].model_extra["validation"], result.usage.model_extra["compute"]
+    search, scores = validation["search"], validation["candidate_scores"]
+    cheap = search["candidate_steps"]
+    assert cheap == tier // 3 and search["budget_steps"] == 3 * tier and search["repair_steps"] == cheap
+    runs = len(scores) + search["repairs_tried"]
+    assert compute["denoising_steps"] == search["steps_spent"] == cheap * runs <= 3 * tier
+    assert compute["model_runs"] == runs and validation["candidates"] == len(scores)
+    # The returned image, or more in proportion to the steps run when they are more than one image's.
+    assert result.usage.output_tokens == max(4, -(-4 * compute["denoising_steps"] // tier))
+    assert all(score < 1 for score in scores[:-1])  # the search went on only while nothing passed
+    assert validation["steps"] == cheap
     assert result.data[0].model_extra["seed"] == seed + validation["chosen"]
+    if outcome == "passed":
+        assert validation["status"] == "passed" and search["repairs_tried"] == 0 and "repair" not in validation
+        assert validation["score"] == scores[-1] == 1 and validation["chosen"] == len(scores) - 1
+    else:  # no candidate passed: all of the candidates' share of the budget was spent
+        assert max(scores) < 1 and len(scores) == 3 * tier // cheap - search["repairs"]
+    if outcome == "repaired":
+        repair = validation["repair"]
+        assert validation["status"] == "passed" and validation["score"] == 1 > scores[validation["chosen"]]
+        assert repair["attempts"] == search["repairs_tried"] and repair["steps"] == cheap
+        assert repair["seed"] == seed + len(scores) + repair["attempts"] - 1
+        assert repair["prompt"].startswith("a ") and repair["wrong"]
+        x0, y0, x1, y1 = repair["box"]
+        pixels = np.asarray(decode(result.data[0].b64_json).convert("RGB"))
+        assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+        objects = detect(pixels).objects  # the repaired object is inside the repainted box
+        assert any(x0 <= o.centroid[0] < x1 and y0 <= o.centroid[1] < y1 for o in objects), objects
+    if outcome == "failed":
+        assert validation["status"] == "failed" and "repair" not in validation
+        assert validation["score"] == max(scores) == scores[validation["chosen"]]
+    image_id = result.data[0].model_extra["id"]
+    entry = audit_entry(server, image_id)
+    assert entry["validation"] == validation and entry["parameters"]["steps"] == validation["steps"]
+    actions = [a["action"] for a in http.get(f"/v1/images/{image_id}/provenance").json()["c2pa"]["actions"]]
+    assert ("c2pa.edited" in actions) is (outcome == "repaired"), actions
+    index = http.get(f"/v1/images/{image_id}/provenance").json()["audit_index"]
+    done = run_cli("replay", str(index), "--data-dir", str(server.data_dir))
+    assert done.returncode == 0 and "reproduced, same pixels hash" in done.stdout, done.stdout + done.stderr
+
+
+def test_high_complexity_on_what_cannot_be_scored_makes_one_image(client) -> None:
+    """An edit's instruction is not scored, so candidates could not be told apart: one image at the tier's steps."""
+    result = client.images.edit(image=world_png(64), prompt="make the circle green", complexity="high",
+                                extra_body={"seed": 2})
+    validation, compute = result.data[0].model_extra["validation"], result.usage.model_extra["compute"]
+    assert validation["status"] == "unavailable" and validation["candidates"] == 1
+    assert compute["model_runs"] == 1 and compute["denoising_steps"] == STEPS_BY_QUALITY["medium"]
 
 
 def test_validation_chooses_a_better_candidate_on_a_prompt_set(client, server) -> None:
-    """complexity=high returns, for each prompt, the candidate the judge scores highest; candidate 0 is the image
-    complexity=low returns. Over the set, some choice must beat candidate 0, none may be worse."""
+    """Pictor's `candidates`=3 returns, for each prompt, the one of three full-step candidates the judge scores
+    highest; candidate 0 is the image a plain request returns. Over the set, some choice must beat candidate 0,
+    none may be worse."""
     improved = 0
     for index, prompt in enumerate(MULTI_OBJECT_PROMPTS):
         seed = 100 + index
         plain = client.images.generate(prompt=prompt, size="64x64", complexity="low", extra_body={"seed": seed})
-        best = client.images.generate(prompt=prompt, size="64x64", complexity="high", extra_body={"seed": seed})
+        best = client.images.generate(prompt=prompt, size="64x64", extra_body={"seed": seed, "candidates": 3})
         low, high = plain.data[0].model_extra["validation"], best.data[0].model_extra["validation"]
-        assert high["candidate_scores"][0] == low["score"]
+        assert high["candidate_scores"][0] == low["score"] and high["candidates"] == 3
         assert high["score"] == max(high["candidate_scores"]) >= low["score"]
         if high["chosen"] == 0:
             assert server.model_output_hash(best.data[0].model_extra["id"]) == \
@@ -255,6 +362,7 @@ def test_validation_chooses_a_better_candidate_on_a_prompt_set(client, server) -
         improved += high["score"] > low["score"]
         entry = audit_entry(server, best.data[0].model_extra["id"])
         assert entry["validation"] == high and entry["candidates"] == 3
+        assert best.usage.model_extra["compute"]["denoising_steps"] <= 3 * STEPS_BY_QUALITY["medium"]
     assert improved >= 1
 
 

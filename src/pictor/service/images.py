@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
@@ -92,8 +92,9 @@ class Plan:
     composition: dict | None = None
     auto_mask: bool = False  # an unmasked instruction edit confined to the object it names
     badge: BadgeSettings | None = None  # the tenant's visible badge, read with its other settings in prepare()
-    candidates: int = 1  # made per returned image; the validator keeps the best (complexity / `candidates`)
+    candidates: int = 1  # at most this many made per returned image; the validator keeps the best
     validator: validation.Validator | None = None
+    search: validation.Search | None = None  # how the candidates are made (complexity / `candidates`)
     engine_prompt: str | None = None  # what the model is given, when not the job's prompt (markup, GIF motion)
     markup_guide: markup.MarkupGuide | None = None
     motion: animation.Motion | None = None  # GIF output
@@ -122,6 +123,28 @@ class PartialImage:
     image_index: int
     partial_index: int
     data: bytes
+
+
+@dataclass
+class _Candidate:
+    result: EngineResult
+    verdict: validation.Verdict
+    steps: int
+    cache: str  # "hit" / "miss" / "" (not cacheable)
+
+
+@dataclass
+class SearchOutcome:
+    """The returned candidate of each image, its extension fields, and what the search spent."""
+
+    results: list[EngineResult] = field(default_factory=list)
+    extras: list[dict] = field(default_factory=list)
+    cache_states: list[str] | None = field(default_factory=list)
+    runs: int = 0
+    steps_run: int = 0
+    made: int = 0  # candidates made for the image that needed the most
+    scoring_ms: float = 0.0
+    model_seconds: float = 0.0
 
 
 # What `stream` yields when nothing else was due for `keepalive_s` (an SSE comment on the wire).
@@ -218,14 +241,13 @@ class ImageService:
         plan = Plan(job, model, task, width, height, sources, mask, model_steps(job.quality, backend.capabilities),
                     "transparent" if transparent else "opaque", level, decisions, placed, auto_mask,
                     BadgeSettings.from_settings(settings))
-        self._newer_fields(plan, backend.capabilities.world_scenes, guide)
+        self._newer_fields(plan, backend.capabilities, guide)
         return plan
 
     @staticmethod
-    def _newer_fields(plan: Plan, world_scenes: bool, guide: markup.MarkupGuide | None) -> None:
+    def _newer_fields(plan: Plan, capabilities: Capabilities, guide: markup.MarkupGuide | None) -> None:
         """Candidates and validator (complexity), the markup's prompt, and GIF motion, on a checked plan."""
-        job = plan.job
-        plan.candidates = validation.candidates_for(job.complexity, job.candidates)
+        job, world_scenes = plan.job, capabilities.world_scenes
         plan.validator = validation.validator_for(world_scenes)
         if guide is not None:
             plan.markup_guide, plan.engine_prompt = guide, guide.prompt
@@ -238,6 +260,10 @@ class ImageService:
                                      "invalid_size")
             plan.motion = animation.motion_of(plan.engine_prompt or job.prompt)
             plan.engine_prompt = plan.motion.scene_prompt
+        scorable = validation.can_score(plan.validator, plan.engine_prompt or job.prompt, plan.task)
+        plan.search = validation.search_for(job.complexity, job.candidates, plan.steps, capabilities.step_range,
+                                            scorable)
+        plan.candidates = plan.search.candidates
 
     @staticmethod
     def _compose(job: ImageJob, sources: list[Image.Image],
@@ -259,46 +285,31 @@ class ImageService:
         job, width, height, sources, steps = plan.job, plan.width, plan.height, plan.sources, plan.steps
         base_seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         worker = self.registry.worker(plan.model)
-        # Candidate j of image i has seed base + i + j*n: candidate 0 is the image a run without candidates returns.
-        requests = [engine_request(plan, base_seed + i + j * job.n) for j in range(plan.candidates)
-                    for i in range(job.n)]
         previews = on_partial is not None and partial_images > 0
-        keys = self._cache_keys(plan, principal, requests) if job.seed is not None else []
-        # A hit skips the model; previews come from denoising, so a request that wants them looks nothing up.
-        cached = self._lookup(keys, requests) if keys and not previews else [None] * len(requests)
+
+        async def make(requests: list[EngineRequest], first_round: bool,
+                       cacheable: bool = True) -> tuple[list[EngineResult], list[str]]:
+            callbacks = {}
+            if previews and first_round:  # candidate 0 of each image streams its previews
+                callbacks = {i: self._preview_sink(loop, i, requests[i].steps or steps, partial_images, width,
+                                                   height, job, on_partial) for i in range(min(job.n, len(requests)))}
+            return await self._made(plan, principal, worker, requests, callbacks, previews, cacheable)
+
         loop = asyncio.get_running_loop()
-        futures = []
-        for index, request in enumerate(requests):
-            if cached[index] is not None:
-                continue
-            callback = None
-            if previews and index < job.n:
-                callback = self._preview_sink(loop, index, steps, partial_images, width, height, job, on_partial)
-            futures.append(asyncio.wrap_future(worker.submit(request, callback)))
-        try:
-            made: list[EngineResult] = list(await asyncio.gather(*futures))
-        except Exception as error:
-            for future in futures:
-                future.cancel()
-            raise ModelFailure(f"The model failed: {error}", None, "model_error") from error
-        if keys:
-            self._remember(keys, cached, made)
-        results = [hit if hit is not None else made.pop(0) for hit in cached]
-        cache_states = ["hit" if hit is not None else "miss" for hit in cached] if keys else None
-        model_seconds = max(r.model_seconds for r in results)
+        outcome = await self._search(plan, base_seed, make)
+        results, extras = outcome.results, outcome.extras
         started = time.perf_counter()
-        results, chosen, extras = await asyncio.to_thread(self._validated, plan, results)
-        if cache_states is not None:
-            cache_states = [cache_states[index] for index in chosen]
-        runs = len(futures)
+        runs, steps_run = outcome.runs, outcome.steps_run
         if plan.motion is not None:
-            runs += await self._animate(plan, worker, results, extras)
-        validation_ms = (time.perf_counter() - started) * 1000
+            plate_runs = await self._animate(plan, worker, results, extras)
+            runs, steps_run = runs + plate_runs, steps_run + plate_runs * plan.steps
+        validation_ms = outcome.scoring_ms + (time.perf_counter() - started) * 1000
+        cache_states, model_seconds = outcome.cache_states, outcome.model_seconds
         outputs = await asyncio.to_thread(self._check_images, job, [r.image for r in results], plan.level, "output",
                                           principal)
         produced = await asyncio.to_thread(self._store, plan, principal, results, outputs, cache_states, extras)
         usage = self._usage(job, sources, width, height)
-        self._spent(usage, plan, runs, validation_ms)
+        self._spent(usage, plan, runs, steps_run, validation_ms, outcome.made)
         return ImagesResult(
             created=int(time.time()),
             images=produced,
@@ -314,25 +325,136 @@ class ImageService:
 
     # ---- validation, candidates and animation (service/validation, service/animation) ----------
 
-    @staticmethod
-    def _validated(plan: Plan, results: list[EngineResult]) -> tuple[list[EngineResult], list[int], list[dict]]:
-        """Score every candidate against the request; per returned image the best one, its index among the
-        results, and its `validation` field (see service/validation)."""
-        n, k = plan.job.n, plan.candidates
+    async def _made(self, plan: Plan, principal: Principal, worker, requests: list[EngineRequest],
+                    callbacks: dict[int, Callable], previews: bool,
+                    cacheable: bool = True) -> tuple[list[EngineResult], list[str]]:
+        """Run `requests` on the model, the exact result cache first when the job has a seed (a request that wants
+        previews looks nothing up: they come from denoising). Cache states "hit" / "miss" ("" when not cacheable).
+        Repairs are not cacheable: their key would not say what they repainted."""
+        keys = self._cache_keys(plan, principal, requests) if plan.job.seed is not None and cacheable else []
+        cached = self._lookup(keys, requests) if keys and not previews else [None] * len(requests)
+        futures = [asyncio.wrap_future(worker.submit(request, callbacks.get(index)))
+                   for index, request in enumerate(requests) if cached[index] is None]
+        try:
+            made: list[EngineResult] = list(await asyncio.gather(*futures))
+        except Exception as error:
+            for future in futures:
+                future.cancel()
+            raise ModelFailure(f"The model failed: {error}", None, "model_error") from error
+        if keys:
+            self._remember(keys, cached, made)
+        results = [hit if hit is not None else made.pop(0) for hit in cached]
+        states = ["hit" if hit is not None else "miss" for hit in cached] if keys else [""] * len(requests)
+        return results, states
+
+    async def _search(self, plan: Plan, base_seed: int, make: Callable) -> SearchOutcome:
+        """Make and score the candidates of each returned image as `plan.search` says (service/validation), and keep
+        the best. Candidate j of image i has seed base + i + j*n: candidate 0 is what a request without candidates
+        returns. A budgeted search (complexity=high) makes one cheap candidate per open image per round and stops
+        an image at its first pass; when none passed, repair a of image i (seed base + i + (candidates + a)*n)
+        repaints the one wrong object of its best repairable candidate, and is returned only if it passes."""
+        search = plan.search or validation.Search(plan.candidates, plan.steps, plan.steps, plan.candidates * plan.steps)
+        n = plan.job.n
         prompt = plan.engine_prompt if plan.engine_prompt is not None else plan.job.prompt
         validator = plan.validator or validation.UnavailableValidator()
-        chosen_results, chosen, extras = [], [], []
+        outcome = SearchOutcome()
+        made: list[list[_Candidate]] = [[] for _ in range(n)]
+        spent = [0] * n
+
+        async def run_round(wanted: list[tuple[int, EngineRequest]], first: bool,
+                            sources: list[tuple[Image.Image, Image.Image]] | None = None) -> list[_Candidate]:
+            """(image index, request) for each run: the results scored (repairs: kept to their mask first)."""
+            requests = [request for _, request in wanted]
+            results, states = await make(requests, first, sources is None)
+            outcome.model_seconds = max([outcome.model_seconds, *(r.model_seconds for r in results)])
+            for (image, request), state in zip(wanted, states):
+                if state != "hit":
+                    outcome.runs += 1
+                    outcome.steps_run += request.steps or plan.steps
+                    spent[image] += request.steps or plan.steps
+            if sources is not None:
+                for result, (source, mask) in zip(results, sources):
+                    result.image = keep_outside_mask(result.image, source, mask)
+            started = time.perf_counter()
+            verdicts = await asyncio.to_thread(lambda: [validator.score(r.image, prompt, plan.task) for r in results])
+            outcome.scoring_ms += (time.perf_counter() - started) * 1000
+            return [_Candidate(r, v, request.steps or plan.steps, state)
+                    for r, v, (_, request), state in zip(results, verdicts, wanted, states)]
+
+        open_images, j = list(range(n)), 0
+        while open_images and j < search.candidates:
+            rounds = [j] if search.early_stop else list(range(j, search.candidates))
+            wanted = [(i, replace(engine_request(plan, base_seed + i + jj * n), steps=search.candidate_steps))
+                      for jj in rounds for i in open_images]
+            for (i, _), candidate in zip(wanted, await run_round(wanted, j == 0)):
+                made[i].append(candidate)
+            j += len(rounds)
+            if search.early_stop:
+                open_images = [i for i in open_images if made[i][-1].verdict.status != "passed"]
+        repaired, tried = await self._repairs(plan, base_seed, made, search, prompt, run_round)
         for i in range(n):
-            group = [i + j * n for j in range(k)]
-            verdicts = [validator.score(results[index].image, prompt, plan.task) for index in group]
-            best = validation.choose(verdicts)
-            chosen_results.append(results[group[best]])
-            chosen.append(group[best])
-            verdict = verdicts[best].to_dict(k, best)
-            if k > 1:
-                verdict["candidate_scores"] = [None if v.score is None else round(v.score, 4) for v in verdicts]
-            extras.append({"validation": verdict})
-        return chosen_results, chosen, extras
+            candidates = made[i]
+            best = validation.choose([c.verdict for c in candidates])
+            chosen = candidates[best]
+            verdict = chosen.verdict.to_dict(len(candidates), best)
+            if i in repaired:
+                best, chosen, repair = repaired[i]
+                verdict = chosen.verdict.to_dict(len(candidates), best)
+                verdict["repair"] = repair
+            verdict["steps"] = chosen.steps
+            if len(candidates) > 1 or search.budgeted:
+                verdict["candidate_scores"] = [None if c.verdict.score is None else round(c.verdict.score, 4)
+                                               for c in candidates]
+            if search.budgeted:
+                verdict["search"] = {**search.to_dict(), "steps_spent": spent[i], "repairs_tried": tried[i]}
+            outcome.results.append(chosen.result)
+            outcome.extras.append({"validation": verdict, "steps": chosen.steps})
+            outcome.cache_states.append(chosen.cache)
+            outcome.made = max(outcome.made, len(candidates))
+        if "" in outcome.cache_states:
+            outcome.cache_states = None
+        return outcome
+
+    async def _repairs(self, plan: Plan, base_seed: int, made: list[list[_Candidate]], search: validation.Search,
+                       prompt: str, run_round: Callable) -> tuple[dict[int, tuple[int, _Candidate, dict]], list[int]]:
+        """Per image that no candidate passed: (the candidate repaired, the passing repair, its record); and the
+        repairs tried per image."""
+        n = plan.job.n
+        tried = [0] * n
+        pending: dict[int, tuple[int, validation.Repair]] = {}
+        for i in range(n if search.repairs else 0):
+            if any(c.verdict.status == "passed" for c in made[i]):
+                continue
+            order = sorted(range(len(made[i])), key=lambda k: (-(made[i][k].verdict.score or 0.0), k))
+            for k in order:
+                fix = await asyncio.to_thread(validation.repair_for, made[i][k].result.image, prompt)
+                if fix is not None:
+                    pending[i] = (k, fix)
+                    break
+        repaired: dict[int, tuple[int, _Candidate, dict]] = {}
+        for attempt in range(search.repairs):
+            if not pending:
+                break
+            wanted, sources = [], []
+            for i, (k, fix) in pending.items():
+                source = made[i][k].result.image
+                mask = fix.mask(source.size)
+                seed = base_seed + i + (search.candidates + attempt) * n
+                wanted.append((i, repair_request(plan, source, fix, seed, search.repair_steps)))
+                sources.append((source, mask))
+            for (i, request), fixed in zip(wanted, await run_round(wanted, False, sources)):
+                tried[i] += 1
+                if fixed.verdict.status != "passed":
+                    continue
+                k, fix = pending.pop(i)
+                candidate = made[i][k]
+                fixed.result.seed = candidate.result.seed  # remakes the candidate; the record says the rest
+                fixed.steps = candidate.steps
+                fixed.cache = candidate.cache if candidate.cache == "" else "miss"
+                repaired[i] = (k, fixed, {**fix.to_dict(), "seed": request.seed, "steps": request.steps,
+                                          "attempts": attempt + 1})
+        return repaired, tried
+
 
     async def _animate(self, plan: Plan, worker, results: list[EngineResult], extras: list[dict]) -> int:
         """The GIF frames of each result (service/animation); returns how many model runs they took."""
@@ -362,16 +484,19 @@ class ImageService:
         return runs
 
     @staticmethod
-    def _spent(usage: dict, plan: Plan, runs: int, validation_ms: float) -> None:
-        """What the request cost beyond its returned images: candidates not returned and GIF plates count as output
-        image tokens too (they were made), and `compute` says how (model runs, denoising steps, validation time).
-        `runs` counts the model runs made (result-cache hits make none)."""
-        extra = image_tokens(plan.width, plan.height) * max(0, runs - plan.job.n)
+    def _spent(usage: dict, plan: Plan, runs: int, steps_run: int, validation_ms: float, made: int) -> None:
+        """What the request cost beyond its returned images, and how (`compute`). Compute is denoising steps actually
+        run (result-cache hits run none): candidates not returned, refinements and GIF plates count in
+        `output_tokens` in proportion to their steps (one image at the tier's steps = one image's tokens)."""
+        per_image = image_tokens(plan.width, plan.height)
+        extra = max(0, math.ceil(per_image * steps_run / plan.steps) - per_image * plan.job.n)
         usage["output_tokens"] += extra
         usage["total_tokens"] += extra
         usage["output_tokens_details"]["image_tokens"] += extra
-        usage["compute"] = {"model_runs": runs, "steps_per_run": plan.steps, "denoising_steps": runs * plan.steps,
-                            "candidates": plan.candidates, "validation_ms": round(validation_ms, 1)}
+        usage["compute"] = {"model_runs": runs, "steps_per_run": plan.steps, "denoising_steps": steps_run,
+                            "candidates": made, "validation_ms": round(validation_ms, 1)}
+        if plan.search is not None and plan.search.budgeted:
+            usage["compute"]["search"] = plan.search.to_dict()
 
     # ---- the exact result cache (see service/result_cache) -------------------------------------
 
@@ -383,9 +508,9 @@ class ImageService:
         common = {"tenant": principal.tenant_id, "model": plan.model, "weights": backend.weights_hash,
                   "device": backend.device.split(":")[0], "kind": params["kind"], "task": plan.task,
                   "prompt": plan.job.prompt, "inputs": params["input_hashes"], "mask": params["mask_hash"],
-                  "size": plan.size, "steps": plan.steps, "background": plan.job.background,
+                  "size": plan.size, "background": plan.job.background,
                   "blend": self.mask_blend_px, "auto_mask": self.auto_edit_mask}
-        return [cache_key(**common, seed=request.seed) for request in requests]
+        return [cache_key(**common, steps=request.steps or plan.steps, seed=request.seed) for request in requests]
 
     def _lookup(self, keys: list[str], requests: list[EngineRequest]) -> list[EngineResult | None]:
         """The cached outputs as engine results (None for a miss); their model time is the lookup's own."""
@@ -548,7 +673,7 @@ class ImageService:
             encoded = self._encoded(final, plan, extra.get("frames"), badge)
             data = receipt.sign(position, artifact_id, encoded, job.output_format, prompt=job.prompt, model=model,
                                 weights_hash=backend.weights_hash, seed=result.seed, parents=parents,
-                                actions=marks.actions, assertions=marks.assertions)
+                                actions=[*self._repair_actions(extra), *marks.actions], assertions=marks.assertions)
             artifact = Artifact(id=artifact_id, data=data, format=job.output_format, width=result.image.width,
                                 height=result.image.height, model=model, seed=result.seed, parents=parent_ids,
                                 tenant_id=principal.tenant_id, audit_index=receipt.indexes[position])
@@ -556,7 +681,8 @@ class ImageService:
             checks = plan.decisions + output_checks[position:position + 1]
             receipt.record(position, artifact, prompt=job.prompt, decisions=checks, fields={
                 "key_id": principal.key_id, "user": job.user, "kind": job.kind.value, "task": plan.task,
-                "parameters": {**unsalted, "seed": result.seed, "steps": plan.steps, "size": plan.size},
+                "parameters": {**unsalted, "seed": result.seed, "steps": extra.get("steps", plan.steps),
+                               "size": plan.size},
                 "parents": list(parent_ids), "weights_hash": backend.weights_hash,
                 "pixels_hash": pixels_hash(result.image), "device": backend.device.split(":")[0],
                 "batch_invariant": backend.batch_invariant, "badge": badge.to_dict() if badge else None,
@@ -576,6 +702,15 @@ class ImageService:
         self.database.record_images(records, key_id=principal.key_id, user=job.user, audit=receipt.entries(),
                                     salts=receipt.salts)
         return produced
+
+    @staticmethod
+    def _repair_actions(extra: dict) -> list[dict]:
+        """A complexity=high repair is an edit of the generated candidate: the manifest says so."""
+        repair = (extra.get("validation") or {}).get("repair")
+        if not repair:
+            return []
+        return [{"action": "c2pa.edited", "description": f"validator-guided repair: {repair['prompt']} repainted in "
+                                                       f"box {repair['box']} ({repair['wrong']})"}]
 
     @staticmethod
     def _encoded(final: Image.Image, plan: Plan, frames: list[Image.Image] | None,
@@ -660,6 +795,13 @@ def engine_request(plan: Plan, seed: int) -> EngineRequest:
     prompt = plan.engine_prompt if plan.engine_prompt is not None else plan.job.prompt
     return EngineRequest(task=plan.task, prompt=prompt, width=plan.width, height=plan.height, seed=seed,
                          images=plan.sources, mask=plan.mask, steps=plan.steps,
+                         transparent=plan.job.background == "transparent")
+
+
+def repair_request(plan: Plan, source: Image.Image, fix: validation.Repair, seed: int, steps: int) -> EngineRequest:
+    """The inpainting run of a complexity=high repair (service/validation): `fix`'s box of `source`, repainted."""
+    return EngineRequest(task="inpaint", prompt=fix.prompt, width=plan.width, height=plan.height, seed=seed,
+                         images=[source], mask=fix.mask(source.size), steps=steps,
                          transparent=plan.job.background == "transparent")
 
 

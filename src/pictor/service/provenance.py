@@ -6,6 +6,7 @@ verified file is matched only against the caller's own images.
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -16,6 +17,7 @@ from pictor.governance import watermark
 from pictor.governance.provenance import read
 from pictor.service.errors import InvalidRequest, NotFoundError
 from pictor.service.governance import Governance
+from pictor.service.images import UNMARKABLE
 from pictor.service.inputs import ACCEPTED_FORMATS, open_image
 from pictor.storage import Database, ImageNotFound, ImageRecord, LocalBlobStore, Principal
 
@@ -25,7 +27,8 @@ def read_watermark(image: Image.Image, database: Database, tenant_id: str | None
     """The watermark's report, and the image it names when exactly one of the tenant's images has that id prefix
     (`tenant_id` None: any tenant, for the operator's tools)."""
     found = watermark.detect(image)
-    report = {"detected": found.detected, "artifact_id": None, "confidence": round(found.confidence, 3),
+    report = {"detected": found.detected, "applicable": True, "artifact_id": None,
+              "confidence": round(found.confidence, 3),
               "artifact_prefix": found.artifact_prefix if found.detected else None}
     if not found.detected:
         return report, None
@@ -34,6 +37,37 @@ def read_watermark(image: Image.Image, database: Database, tenant_id: str | None
         return report, None
     report["artifact_id"] = candidates[0].id
     return report, candidates[0]
+
+
+def open_to_verify(data: bytes) -> tuple[str, Image.Image | None]:
+    """The format of a file to verify and its pixels: every output format Pictor makes is accepted. PNG, JPEG and
+    WebP as for inputs; a GIF (its first frame: the watermark is not read from it, see `unmarked_report`); an SVG
+    has no pixels (None). Anything else is a 400-style InvalidRequest, as for inputs."""
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            raise InvalidRequest("The 'image' file is corrupt or truncated.", "image", "invalid_image_file") from None
+        return "gif", image
+    if _looks_like_svg(data):
+        return "svg", None
+    image = open_image(data, "image")
+    return ACCEPTED_FORMATS[image.format], image
+
+
+def _looks_like_svg(data: bytes) -> bool:
+    try:
+        head = data[:4096].decode("utf-8").lstrip("\ufeff \t\r\n")
+    except UnicodeDecodeError:
+        return False
+    return (head.startswith("<?xml") or head.startswith("<svg")) and "<svg" in head
+
+
+def unmarked_report(fmt: str) -> dict[str, Any]:
+    """The watermark's report for formats that cannot carry one (GIF, SVG): not applicable, and why."""
+    return {"detected": False, "applicable": False, "reason": UNMARKABLE[fmt], "artifact_id": None,
+            "confidence": None, "artifact_prefix": None}
 
 
 class ProvenanceService:
@@ -57,8 +91,8 @@ class ProvenanceService:
 
     def verify(self, principal: Principal, data: bytes) -> dict[str, Any]:
         """What can be said of any file: its manifest's validity, and which of the caller's images it is."""
-        image = open_image(data, "image")
-        summary = self._summary(data, ACCEPTED_FORMATS[image.format])
+        fmt, image = open_to_verify(data)
+        summary = self._summary(data, fmt)
         record = self.database.find_image(principal.tenant_id, sha256_hex(data))
         match = "exact" if record is not None else None
         claimed = (summary.get("pictor") or {}).get("artifact_id")
@@ -67,7 +101,10 @@ class ProvenanceService:
                 record, match = self.database.get_image(principal.tenant_id, claimed), "manifest"
             except ImageNotFound:
                 record = None
-        mark, marked = read_watermark(image, self.database, principal.tenant_id)
+        if fmt in UNMARKABLE or image is None:
+            mark, marked = unmarked_report(fmt), None
+        else:
+            mark, marked = read_watermark(image, self.database, principal.tenant_id)
         if record is None and marked is not None:  # metadata stripped, pixels re-encoded: the watermark remains
             record, match = marked, "watermark"
         return {"c2pa": summary, "image": None if record is None else {**_describe(record), "match": match},

@@ -1,7 +1,9 @@
 """Deterministic replay: remake an image from its audit record and compare the pixels' hash.
 
 The entry holds everything but the prompt (kept, salted-hashed, beside it), the inputs (content-
-addressed blobs) and the model's weights hash; replay refuses with a reason rather than guess when
+addressed blobs: images, mask, markup overlay) and the model's weights hash, including the steps and seed of the
+candidate that was returned and, for a complexity=high repair, the repair's seed and steps (its box and prompt are
+derived again from the remade candidate, and must match); replay refuses with a reason rather than guess when
 one of them is gone or different.
 """
 
@@ -9,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pictor.core import ImageJob, JobKind
 from pictor.governance.audit import salted_hash
+from pictor.service import validation
 from pictor.service.governance import pixels_hash
-from pictor.service.images import ImageService, engine_request, keep_outside_mask
+from pictor.service.images import ImageService, engine_request, keep_outside_mask, repair_request
 from pictor.storage import NotFound
 
 
@@ -70,16 +73,29 @@ def replay(service: ImageService, index: int) -> ReplayReport:
     try:
         images = tuple(service.blobs.get(digest) for digest in params["input_hashes"])
         mask = service.blobs.get(params["mask_hash"]) if params.get("mask_hash") else None
+        markup = service.blobs.get(params["markup_hash"]) if params.get("markup_hash") else None
     except NotFound:
         report.reasons.append("an input image is no longer stored")
         return report
     job = ImageJob(kind=JobKind(params["kind"]), prompt=prompt, images=images, mask=mask, size=params["size"],
                    seed=params["seed"], quality=params["quality"], output_format=params["output_format"],
                    output_compression=params["output_compression"], background=params["background"],
-                   model=entry["model"], tenant_id=entry["tenant"])
+                   model=entry["model"], tenant_id=entry["tenant"], markup=markup,
+                   **({"frame_count": params["frame_count"], "frame_duration_ms": params["frame_duration_ms"]}
+                      if "frame_count" in params else {}))
     plan = asyncio.run(service.prepare(job, moderate=False))
-    result = worker.submit(engine_request(plan, params["seed"])).result()
-    image = result.image if plan.mask is None else keep_outside_mask(result.image, plan.sources[0], plan.mask)
+    # The image's own steps: a candidate of a search (complexity=high) may have been made with fewer than the tier's.
+    request = replace(engine_request(plan, params["seed"]), steps=params.get("steps", plan.steps))
+    image = worker.submit(request).result().image
+    repair = (entry.get("validation") or {}).get("repair")
+    if repair:  # a complexity=high repair: the candidate's one wrong object repainted (service/validation)
+        fix = validation.repair_for(image, plan.engine_prompt if plan.engine_prompt is not None else prompt)
+        if fix is None or fix.to_dict() != {key: repair[key] for key in ("box", "prompt", "wrong")}:
+            report.reasons.append("the remade candidate does not call for the recorded repair")
+            return report
+        made = worker.submit(repair_request(plan, image, fix, repair["seed"], repair["steps"])).result().image
+        image = keep_outside_mask(made, image, fix.mask(image.size))
+    image = image if plan.mask is None else keep_outside_mask(image, plan.sources[0], plan.mask)
     report.actual = pixels_hash(image)
     report.reproduced = report.actual == report.expected
     if not report.reproduced:

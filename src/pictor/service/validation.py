@@ -8,6 +8,22 @@ their own (e.g. a VQA model) by meeting the protocol.
 
 With several candidates (complexity=high, or Pictor's `candidates`), `choose` keeps the best: highest score, then
 the judge's confidence, then the earliest seed (so the choice is deterministic).
+
+How the candidates are made is a `Search`:
+- Pictor's `candidates` k: k candidates at the tier's steps, all made, the best returned (best of k).
+- complexity=high, when the validator can score the request: a budgeted search. The budget is
+  `HIGH_BUDGET` x the tier's steps per returned image (what one candidate at the tier's steps costs, times 3).
+  Candidates are made one after another at `HIGH_CANDIDATE_FRACTION` of the tier's steps (4 of 12 for the embedded
+  model, which is nearly as good at 4 steps as at 12 on each object, and passes multi-object prompts about twice as
+  often per denoising step); the search stops at the first one the validator passes, or when the next would not fit
+  in the budget, and keeps the best. Compute is counted as spent: denoising steps actually run. (Remaking a passing
+  cheap seed at the tier's steps was measured and dropped: the same seed at 12 steps passed again 1 time in 8, see
+  bench/results/validation-cpu-2core.md.) When no candidate passed, the rest of the budget goes to repairs: the
+  best-scoring candidate whose objects are all there but one of them is wrong (its shape, colour or size) gets that
+  object's box repainted by the model's own inpainting, prompted with the object asked for (`repair_for`), at the
+  candidates' steps, until a repair passes or the budget is spent. A repair is returned only if it passes.
+- When the validator cannot score the request (edits, operators' models without a scorer), more candidates cannot be
+  told apart: complexity=high makes the one image at the tier's steps.
 """
 
 from __future__ import annotations
@@ -24,9 +40,13 @@ from pictor.embedded.judge import DetectedObject, background_colours, detect
 from pictor.embedded.world import CELL_NAMES
 
 Status = Literal["passed", "failed", "unavailable"]
-# Candidates per image for each complexity (None = medium): the validator then returns the best of them.
-CANDIDATES_BY_COMPLEXITY = {"low": 1, "medium": 1, "high": 3}
+# Pictor's `candidates` (best of k at the tier's steps) is at most MAX_CANDIDATES; complexity=high is the budgeted
+# search (see `Search`); low and medium make one image.
 MAX_CANDIDATES = 8
+HIGH_BUDGET = 3  # complexity=high spends at most this many times one image at the tier's steps
+HIGH_CANDIDATE_FRACTION = 1 / 3  # of the tier's steps, per search candidate (and per repair)
+HIGH_REPAIRS = 3  # of the budget's runs, this many are kept for repairs (used only when no candidate passed)
+REPAIR_PAD = 2  # pixels (at 64 px, scaled with the image) around a wrong object's box that its repair repaints
 
 
 @dataclass
@@ -51,6 +71,9 @@ class Verdict:
 
 
 class Validator(Protocol):
+    """An output scorer. It may also define `can_score(prompt, task) -> bool` (see `can_score`): complexity=high
+    searches over candidates only for requests its validator can score."""
+
     name: str
 
     def score(self, image: Image.Image, prompt: str, task: str) -> Verdict:
@@ -65,6 +88,9 @@ class UnavailableValidator:
 
     def __init__(self, reason: str = "no output scorer is configured for this model"):
         self.reason = reason
+
+    def can_score(self, prompt: str, task: str) -> bool:
+        return False
 
     def score(self, image: Image.Image, prompt: str, task: str) -> Verdict:
         return Verdict("unavailable", reason=self.reason, validator=self.name)
@@ -147,6 +173,13 @@ class EmbeddedJudgeValidator:
 
     name = "embedded-judge"
 
+    def can_score(self, prompt: str, task: str) -> bool:
+        """Generation (and variation) prompts that name something the judge can check; `score` says why not."""
+        if task not in ("generate", "variation"):
+            return False
+        understood = parse_prompt(prompt).spec
+        return isinstance(understood, SceneSpec) and bool(understood.objects or understood.background)
+
     def score(self, image: Image.Image, prompt: str, task: str) -> Verdict:
         if task not in ("generate", "variation"):
             return Verdict("unavailable", reason="edit instructions are not scored (only generation prompts)",
@@ -171,11 +204,101 @@ def choose(verdicts: list[Verdict]) -> int:
     return max(range(len(verdicts)), key=rank)
 
 
-def candidates_for(complexity: str | None, explicit: int | None) -> int:
-    """How many candidates to make per returned image: Pictor's `candidates` if given, else by complexity."""
+def candidates_for(explicit: int) -> int:
+    """Pictor's `candidates`, within 1..MAX_CANDIDATES."""
+    return max(1, min(MAX_CANDIDATES, explicit))
+
+
+@dataclass(frozen=True)
+class Search:
+    """How the candidates of one returned image are made (see the module's docstring)."""
+
+    candidates: int  # at most this many
+    candidate_steps: int  # denoising steps of each candidate
+    full_steps: int  # the quality tier's steps (on the model's scale)
+    budget_steps: int  # at most this many denoising steps per returned image, refinement included
+    early_stop: bool = False  # stop at the first candidate the validator passes (candidates made one at a time)
+    repairs: int = 0  # then, when none passed, at most this many repairs (inpainting one wrong object), each ...
+    repair_steps: int = 0  # ... at this many steps
+
+    @property
+    def budgeted(self) -> bool:
+        return self.early_stop or self.candidate_steps != self.full_steps
+
+    def to_dict(self) -> dict:
+        return {"candidate_steps": self.candidate_steps, "budget_steps": self.budget_steps,
+                "early_stop": self.early_stop, "repairs": self.repairs, "repair_steps": self.repair_steps}
+
+
+def search_for(complexity: str | None, explicit: int | None, steps: int, step_range: tuple[int, int] = (1, 1000),
+               can_score: bool = True) -> Search:
+    """The search for a request: Pictor's `candidates` (best of k at the tier's steps) if given; complexity=high's
+    budgeted search when the validator can score the request; otherwise one image at the tier's steps."""
     if explicit is not None:
-        return max(1, min(MAX_CANDIDATES, explicit))
-    return CANDIDATES_BY_COMPLEXITY.get(complexity or "medium", 1)
+        k = candidates_for(explicit)
+        return Search(k, steps, steps, k * steps)
+    if complexity != "high":
+        return Search(1, steps, steps, steps)
+    if not can_score:
+        return Search(1, steps, steps, steps)
+    low, high = step_range
+    cheap = min(high, max(low, round(steps * HIGH_CANDIDATE_FRACTION)))
+    budget = HIGH_BUDGET * steps
+    runs = max(1, budget // cheap)
+    repairs = min(HIGH_REPAIRS, runs - 1)
+    return Search(runs - repairs, cheap, steps, budget, early_stop=True, repairs=repairs, repair_steps=cheap)
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A masked repaint that would fix a candidate: one object found with a wrong attribute, the rest right."""
+
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) repainted, exclusive, REPAIR_PAD around the object's box
+    prompt: str  # the object asked for ("a large red star"): what the inpainting is prompted with
+    wrong: str  # what the judge found wrong with it
+
+    def mask(self, size: tuple[int, int]) -> Image.Image:
+        """The editable area (L, 255 inside the box) for an image of `size`."""
+        area = np.zeros((size[1], size[0]), dtype=np.uint8)
+        x0, y0, x1, y1 = self.box
+        area[y0:y1, x0:x1] = 255
+        return Image.fromarray(area, "L")
+
+    def to_dict(self) -> dict:
+        return {"box": list(self.box), "prompt": self.prompt, "wrong": self.wrong}
+
+
+def repair_for(image: Image.Image, prompt: str) -> Repair | None:
+    """The repair the embedded judge would try on `image` (a generation of `prompt`), or None: only when exactly the
+    objects asked for are there and, in their best assignment, exactly one of them has a wrong attribute.
+    Deterministic (the judge's reading of the pixels), so replay derives the same repair from the same candidate."""
+    spec = parse_prompt(prompt).spec
+    if not isinstance(spec, SceneSpec) or not spec.objects:
+        return None
+    found = detect(np.asarray(image.convert("RGB"))).objects
+    if len(found) != len(spec.objects):
+        return None
+    best: list[tuple[ObjectSpec, DetectedObject, list[str]]] | None = None
+    for chosen in itertools.permutations(range(len(found)), len(spec.objects)):
+        wrong = [(asked, found[i], _points(asked, found[i])[2]) for asked, i in zip(spec.objects, chosen)]
+        wrong = [item for item in wrong if item[2]]
+        if best is None or len(wrong) < len(best):
+            best = wrong
+    if best is None or len(best) != 1:
+        return None
+    asked, obj, problems = best[0]
+    x0, y0, x1, y1 = obj.box
+    width, height = image.size
+    pad = max(REPAIR_PAD, round(REPAIR_PAD * min(width, height) / 64))  # the model works at 64 px
+    box = (max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad))
+    words = [w for w in (asked.size or obj.size, asked.colour or obj.colour, asked.shape) if w]
+    return Repair(box, "a " + " ".join(words), "; ".join(problems))
+
+
+def can_score(validator: Validator, prompt: str, task: str) -> bool:
+    """Whether `validator` would score this request at all (validators without `can_score` are assumed to)."""
+    check = getattr(validator, "can_score", None)
+    return True if check is None else bool(check(prompt, task))
 
 
 def validator_for(world_scenes: bool) -> Validator:
