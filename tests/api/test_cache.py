@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import time
 from contextlib import closing
 
 import httpx
@@ -123,3 +124,60 @@ def test_cache_counts_in_metrics(server):
     assert values['pictor_cache_misses_total{cache="result"}'] >= 1
     assert values['pictor_cache_bytes{cache="result"}'] > 0
     assert values['pictor_cache_hits_total{cache="prompt"}'] >= 1
+
+
+def test_markup_edits_key_on_what_the_strokes_derive(server):
+    """The job's prompt ("change this"), image and seed are equal: only the strokes differ, and with them the mask and
+    the prompt the model is given, so the second edit must not reuse the first one's output."""
+    from .test_newer_fields import scribble, world_png
+
+    headers = {"authorization": f"Bearer {server.demo_key}"}
+    source = world_png(128)
+
+    def edit(markup: bytes) -> httpx.Response:
+        files = {"image": ("in.png", source, "image/png"), "markup": ("m.png", markup, "image/png")}
+        response = httpx.post(f"{server.api}/images/edits", files=files, headers=headers, timeout=120,
+                              data={"prompt": "change this", "size": "auto", "seed": "11"})
+        assert response.status_code == 200, response.text
+        return response
+
+    on_the_circle = scribble(128, (20, 20, 40, 40), (40, 160, 70))
+    first = edit(on_the_circle)
+    assert cache_state(first) == "miss" and cache_state(edit(on_the_circle)) == "hit"
+    on_the_square = edit(scribble(128, (88, 88, 108, 108), (40, 160, 70)))
+    assert cache_state(on_the_square) == "miss"
+    yellow = edit(scribble(128, (20, 20, 40, 40), (230, 200, 30)))
+    assert cache_state(yellow) == "miss"
+    assert server.model_output_hash(yellow.json()["data"][0]["id"]) != \
+        server.model_output_hash(first.json()["data"][0]["id"])
+
+
+def _stream_events(server: Server, body: dict) -> list[dict]:
+    events = []
+    with httpx.stream("POST", f"{server.api}/images/generations", json={**body, "stream": True}, timeout=120,
+                      headers={"authorization": f"Bearer {server.demo_key}"}) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    return events
+
+
+def test_streamed_requests_and_jobs_reuse_a_cached_output(server, http):
+    """A hit has no denoising to preview: the stream goes straight to its completed event, and an async job (whose
+    progress comes from previews) finishes from the cache too; each is still a new, audited image."""
+    body = {**BASE, "seed": 6060, "partial_images": 2}
+    made = _stream_events(server, body)
+    assert [event["type"] for event in made].count("image_generation.partial_image") >= 1
+    again = _stream_events(server, body)
+    assert [event["type"] for event in again] == ["image_generation.completed"]
+    assert audit_entry(server, again[-1]["id"])["cache"] == "hit"
+    assert server.model_output_hash(again[-1]["id"]) == server.model_output_hash(made[-1]["id"])
+    job = http.post("/v1/jobs", json={"request": {k: v for k, v in body.items() if k != "partial_images"}}).json()
+    for _ in range(600):
+        job = http.get(f"/v1/jobs/{job['id']}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.1)
+    assert job["status"] == "succeeded" and job["progress"] == 1, job
+    assert audit_entry(server, job["result"]["data"][0]["id"])["cache"] == "hit"

@@ -30,7 +30,7 @@ from pictor.service.encoding import encode
 from pictor.service.errors import InvalidRequest, ModelFailure, ModerationBlocked, UnknownModel
 from pictor.service.governance import Governance, Receipt, pixels_hash
 from pictor.service.inputs import ACCEPTED_FORMATS, editable_area, open_image
-from pictor.service.result_cache import CachedOutput, ResultCache, cache_key
+from pictor.service.result_cache import CachedOutput, ResultCache, cache_key, engine_inputs
 from pictor.storage import Database, LocalBlobStore, Principal
 
 log = logging.getLogger(__name__)
@@ -328,11 +328,12 @@ class ImageService:
     async def _made(self, plan: Plan, principal: Principal, worker, requests: list[EngineRequest],
                     callbacks: dict[int, Callable], previews: bool,
                     cacheable: bool = True) -> tuple[list[EngineResult], list[str]]:
-        """Run `requests` on the model, the exact result cache first when the job has a seed (a request that wants
-        previews looks nothing up: they come from denoising). Cache states "hit" / "miss" ("" when not cacheable).
-        Repairs are not cacheable: their key would not say what they repainted."""
+        """Run `requests` on the model, the exact result cache first when the job has a seed. A hit streams no
+        partial images (upstream too may send the final image before the partials it was asked for), so streamed
+        requests and async jobs, whose progress comes from previews, still reuse outputs. Cache states "hit" /
+        "miss" ("" when not cacheable). Repairs are not cacheable: their key would not say what they repainted."""
         keys = self._cache_keys(plan, principal, requests) if plan.job.seed is not None and cacheable else []
-        cached = self._lookup(keys, requests) if keys and not previews else [None] * len(requests)
+        cached = self._lookup(keys, requests) if keys else [None] * len(requests)
         futures = [asyncio.wrap_future(worker.submit(request, callbacks.get(index)))
                    for index, request in enumerate(requests) if cached[index] is None]
         try:
@@ -510,7 +511,10 @@ class ImageService:
                   "prompt": plan.job.prompt, "inputs": params["input_hashes"], "mask": params["mask_hash"],
                   "size": plan.size, "background": plan.job.background,
                   "blend": self.mask_blend_px, "auto_mask": self.auto_edit_mask}
-        return [cache_key(**common, steps=request.steps or plan.steps, seed=request.seed) for request in requests]
+        # The engine request's own inputs too: markup, composition and automatic edit masks derive the prompt, mask
+        # and canvas the model sees from the job, so the job's fields alone would let two different edits collide.
+        return [cache_key(**common, steps=request.steps or plan.steps, seed=request.seed, **engine_inputs(request))
+                for request in requests]
 
     def _lookup(self, keys: list[str], requests: list[EngineRequest]) -> list[EngineResult | None]:
         """The cached outputs as engine results (None for a miss); their model time is the lookup's own."""

@@ -7,7 +7,8 @@ store path, so it gets its own artifact id, watermark, C2PA manifest and audit e
 The key names everything the model's output depends on: the tenant (a cache is never shared across
 tenants), the model and its weights, the device type, the normalised parameters (kind, task, prompt,
 input and mask content hashes, size, steps, background, the seed of this one image), plus the service
-settings that shape the model's inputs. Only requests with an explicit seed are cached: without one the
+settings that shape the model's inputs, and what the engine is actually handed (the derived prompt,
+canvas and mask). Only requests with an explicit seed are cached: without one the
 seed is random, so a repeat could never match. LRU, bounded by the bytes of the cached pixels.
 """
 
@@ -20,6 +21,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from PIL import Image
+
+from pictor.engine.protocol import EngineRequest
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,24 @@ def cache_key(**fields: object) -> str:
     """A stable digest of the key fields (JSON, sorted): order and spelling of the call do not matter."""
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def image_digest(image: Image.Image | None) -> str | None:
+    """The pixels' identity (mode, size and bytes): what the model sees, whatever file they came from."""
+    if image is None:
+        return None
+    digest = hashlib.sha256(f"{image.mode}:{image.width}x{image.height}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def engine_inputs(request: EngineRequest) -> dict[str, object]:
+    """The key fields of what the engine is handed, beyond the job's own: the prompt, canvas and mask the service
+    derived (markup, composition, automatic edit masks, a GIF's scene without its motion) and the sampling knobs."""
+    return {"engine_task": request.task, "engine_prompt": request.prompt, "width": request.width,
+            "height": request.height, "guidance": request.guidance, "transparent": request.transparent,
+            "engine_images": [image_digest(image) for image in request.images],
+            "engine_mask": image_digest(request.mask)}
 
 
 class ResultCache:
