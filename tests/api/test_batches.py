@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import time
+from contextlib import closing
 
 import openai
 import pytest
@@ -168,14 +170,57 @@ def test_a_batch_survives_a_restart(tmp_path):
         client = first.client()
         source = upload(client, [line(f"r-{i}", {"prompt": "a red circle", **SMALL, "seed": i}) for i in range(3)])
         batch = client.batches.create(input_file_id=source.id, endpoint=GENERATIONS, completion_window="24h")
+        wait_for_line_jobs(first, batch.id, 3)
     finally:
         first.process.kill()  # no clean stop
         first.process.wait(timeout=10)
+    # As if the kill had come while the lines were being queued: line 0's job exists, but the line does not say so.
+    with closing(sqlite3.connect(first.data_dir / "pictor.db")) as db, db:
+        db.execute("UPDATE batches SET status = 'validating' WHERE id = ?", (batch.id,))
+        db.execute("UPDATE batch_items SET job_id = NULL WHERE batch_id = ? AND line = 0", (batch.id,))
     second = start_server(tmp_path)
     try:
         client = second.client(key=first.demo_key)
         done = wait_for(client, batch.id)
         assert done.status == "completed" and done.request_counts.completed == 3, done
         assert set(read_jsonl(client, done.output_file_id)) == {"r-0", "r-1", "r-2"}
+        with closing(sqlite3.connect(second.data_dir / "pictor.db")) as db:  # line 0 was linked, not made again
+            jobs = db.execute("SELECT count(*) FROM image_jobs WHERE metadata LIKE ?", (f'%{batch.id}%',)).fetchone()[0]
+            images = db.execute("SELECT count(*) FROM images").fetchone()[0]
+        assert (jobs, images) == (3, 3)
     finally:
         second.stop()
+
+
+def wait_for_line_jobs(server, batch_id: str, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with closing(sqlite3.connect(server.data_dir / "pictor.db")) as db:
+            linked = db.execute("SELECT count(job_id) FROM batch_items WHERE batch_id = ?", (batch_id,)).fetchone()[0]
+        if linked == count:
+            return
+        assert time.monotonic() < deadline, linked
+        time.sleep(0.05)
+
+
+def test_a_batch_of_variations(client):
+    """Variations travel as JSON in a batch line: the image as a data URL, as in an edits line."""
+    import base64
+
+    from .helpers import scene_png
+
+    data_url = "data:image/png;base64," + base64.b64encode(scene_png(64, 64, 5)).decode()
+    variations = "/v1/images/variations"
+    requests = [line(f"v-{i}", {"image": {"image_url": data_url}, **SMALL, "seed": i}, variations) for i in range(3)]
+    requests.append(line("no-image", {**SMALL}, variations))
+    batch = client.batches.create(input_file_id=upload(client, requests).id, endpoint=variations,
+                                  completion_window="24h")
+    done = wait_for(client, batch.id)
+    assert (done.status, done.request_counts.completed, done.request_counts.failed) == ("completed", 3, 1), done
+    outputs = read_jsonl(client, done.output_file_id)
+    assert sorted(outputs) == ["v-0", "v-1", "v-2"]
+    for custom_id, row in outputs.items():
+        made = row["response"]["body"]["data"][0]
+        assert made["seed"] == int(custom_id.removeprefix("v-")) and decode(made["b64_json"]).size == (64, 64)
+    errors = read_jsonl(client, done.error_file_id)
+    assert errors["no-image"]["response"]["body"]["error"]["param"] == "image"

@@ -89,7 +89,8 @@ def test_the_content_policy_refuses_at_submission(server, http):
 
 
 @pytest.mark.parametrize(("body", "param"), [({"request": SMALL, "priority": 10}, "priority"),
-                                             ({"request": SMALL, "endpoint": "/v1/images/variations"}, "endpoint"),
+                                             ({"request": SMALL, "endpoint": "/v1/images/upscale"}, "endpoint"),
+                                             ({"request": SMALL, "endpoint": "/v1/images/variations"}, "image"),
                                              ({"request": {**SMALL, "stream": True}}, "stream"),
                                              ({"request": SMALL, "extra": 1}, "extra"),
                                              ({"request": SMALL, "metadata": {"k": 1}}, "metadata.k")])
@@ -109,6 +110,27 @@ def test_an_edit_job_keeps_its_input_as_a_blob(server, http):
         stored, hashes = db.execute("SELECT request, input_hashes FROM image_jobs WHERE id = ?",
                                     (job["id"],)).fetchone()
     assert "base64," not in stored and len(json.loads(hashes)) == 1
+
+
+def test_a_variation_job_makes_variations_of_its_image(server, http):
+    data_url = "data:image/png;base64," + base64.b64encode(scene_png(128, 128, 3)).decode()
+    job = submit(http, {"image": {"image_url": data_url}, "n": 2, "size": "128x128", "seed": 12},
+                 endpoint="/v1/images/variations")
+    assert job["endpoint"] == "/v1/images/variations"
+    done = wait_for(http, job["id"])
+    assert done["status"] == "succeeded", done
+    made = done["result"]["data"]
+    assert [decode(item["b64_json"]).size for item in made] == [(128, 128)] * 2
+    direct = http.post("/v1/images/variations", data={"n": "2", "size": "128x128", "seed": "12"},
+                       files={"image": ("in.png", scene_png(128, 128, 3), "image/png")}).json()["data"]
+    for from_job, from_route in zip(made, direct):  # the same request, the same model output
+        assert server.model_output_hash(from_job["id"]) == server.model_output_hash(from_route["id"])
+    lineage = http.get(f"/v1/images/{made[0]['id']}/lineage").json()
+    assert [edge["operation"] for edge in lineage["edges"]] == ["variation"], lineage
+    assert len(lineage["ancestors"]) == 1
+    refused = http.post("/v1/jobs", json={"endpoint": "/v1/images/variations",
+                                          "request": {"image": {"image_url": "data:image/png;base64,AAAA"}}})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "image", refused.text
 
 
 def test_another_tenants_job_is_not_found(server, http):

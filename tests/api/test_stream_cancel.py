@@ -75,3 +75,16 @@ def test_keep_alive_comments_while_no_event_is_due(keepalive_server):
     assert frames[0] == ": keep-alive"
     assert frames[-1].startswith("event: image_generation.completed")
     assert all(frame == ": keep-alive" or frame.startswith("event: ") for frame in frames)
+
+
+def test_job_events_send_keep_alive_comments_at_the_configured_interval(keepalive_server):
+    server = keepalive_server
+    with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {server.demo_key}"},
+                      timeout=120) as http:
+        body = {"request": {"prompt": PROMPT, "size": "512x512", "quality": "high", "n": 2}}
+        job = http.post("/v1/jobs", json=body).json()
+        with http.stream("GET", f"/v1/jobs/{job['id']}/events") as response:
+            text = response.read().decode()
+    frames = [frame for frame in text.split("\n\n") if frame.strip()]
+    assert ": keep-alive" in frames, frames[:5]
+    assert frames[-1].startswith("event: job.succeeded")

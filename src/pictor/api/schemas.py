@@ -162,6 +162,12 @@ class EditJsonRequest(EditFields):
         return super().job(kind, prompt, tenant_id, images, mask, markup)
 
 
+class VariationJsonRequest(VariationFields):
+    """A variation as JSON (async jobs and batches, which carry no files): the image as a base64 data URL."""
+
+    image: ImageReference
+
+
 def data_url_bytes(reference: ImageReference, param: str) -> bytes:
     if reference.file_id is not None:
         raise InvalidRequest("file_id references are not supported; send the image as a base64 data URL.", param,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import secrets
@@ -25,7 +26,7 @@ from pictor.service.errors import InvalidRequest
 from pictor.service.jobs import JobRunner
 from pictor.storage import LocalBlobStore, Principal
 from pictor.storage.batches import BatchItem, BatchRecord, BatchStore, NewFile
-from pictor.storage.database import JobRecord
+from pictor.storage.database import JobNotFound, JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,11 @@ class BatchLine:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(12)}"
+
+
+def line_job_id(batch_id: str, line: int) -> str:
+    """A batch line's job id, the same every time it is asked for: queuing a line is then idempotent."""
+    return f"job_{hashlib.sha256(f'{batch_id}:{line}'.encode()).hexdigest()[:24]}"
 
 
 def parse_lines(data: bytes, endpoint: str) -> list[BatchLine]:
@@ -196,9 +202,14 @@ class BatchRunner:
             if current.status != "validating":  # cancelled meanwhile
                 return
             line = lines[item.line]
+            job_id = line_job_id(batch.id, item.line)
+            queued = await asyncio.to_thread(self._queued_job, batch.tenant_id, job_id)
+            if queued is not None:  # queued before a crash cut this loop short: link it, do not make it again
+                await asyncio.to_thread(self.store.set_item, item.seq, job_id=queued.id)
+                continue
             try:
                 job = await self.jobs.submit(principal, batch.endpoint, line.body, BATCH_PRIORITY,
-                                             {"batch_id": batch.id, "custom_id": line.custom_id})
+                                             {"batch_id": batch.id, "custom_id": line.custom_id}, job_id=job_id)
             except Exception as error:
                 explained = await self._explain(error)
                 if explained is None:
@@ -210,6 +221,12 @@ class BatchRunner:
             else:
                 await asyncio.to_thread(self.store.set_item, item.seq, job_id=job.id)
         await asyncio.to_thread(self.store.set_status, batch.id, "in_progress", ("validating",))
+
+    def _queued_job(self, tenant_id: str, job_id: str) -> JobRecord | None:
+        try:
+            return self.jobs.store.get_job(tenant_id, job_id)
+        except JobNotFound:
+            return None
 
     async def _stop_jobs(self, batch: BatchRecord) -> None:
         for item in await asyncio.to_thread(self.store.items_with_jobs, batch.id):

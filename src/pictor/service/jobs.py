@@ -132,14 +132,16 @@ class JobRunner:
     # ---- the API's operations ------------------------------------------------------------------
 
     async def submit(self, principal: Principal, endpoint: str, request: dict[str, Any], priority: int = 0,
-                     metadata: Mapping[str, Any] | None = None) -> JobRecord:
-        """Every check of the synchronous endpoint now (a bad request or a refusal raises here), then queue it."""
+                     metadata: Mapping[str, Any] | None = None, job_id: str | None = None) -> JobRecord:
+        """Every check of the synchronous endpoint now (a bad request or a refusal raises here), then queue it.
+        `job_id` names the job (a batch line's own, so that a resumed batch finds what it queued before a crash)."""
         assert self._parse is not None, "JobRunner.start() was not called"
         job = self._parse(endpoint, request, principal.tenant_id)
         await self.service.prepare(job, principal)
         hashes: list[str] = []
         stored = await asyncio.to_thread(externalise, request, self.blobs, hashes)
-        record = await asyncio.to_thread(self.store.add_job, new_job_id(), principal.tenant_id, principal.key_id,
+        record = await asyncio.to_thread(self.store.add_job, job_id or new_job_id(), principal.tenant_id,
+                                         principal.key_id,
                                          endpoint, stored, hashes, priority, metadata or {})
         self._wake.set()
         return record

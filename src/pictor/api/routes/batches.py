@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from pictor.api.dependencies import Caller, Components, components
-from pictor.api.routes.jobs import render_result
+from pictor.api.routes.jobs import Endpoint, render_result
 from pictor.storage import Principal
 from pictor.storage.batches import BatchRecord
 from pictor.storage.database import JobRecord
@@ -29,7 +29,7 @@ class BatchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input_file_id: str
-    endpoint: Literal["/v1/images/generations", "/v1/images/edits"]
+    endpoint: Endpoint
     completion_window: Literal["24h"]
     metadata: dict[str, str] | None = Field(None, max_length=16)
     output_expires_after: dict[str, Any] | None = None  # accepted for SDK compatibility; outputs are kept

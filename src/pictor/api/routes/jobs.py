@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pictor.api.dependencies import Caller, Components, components
 from pictor.api.routes.images import url_for, validated
-from pictor.api.schemas import EditJsonRequest, GenerationRequest, _Common, data_url_bytes, images_response
+from pictor.api.schemas import (
+    EditJsonRequest,
+    GenerationRequest,
+    VariationJsonRequest,
+    _Common,
+    data_url_bytes,
+    images_response,
+)
 from pictor.api.sse import sse_event
 from pictor.core import Artifact, ImageJob, JobKind
 from pictor.service.errors import InvalidRequest
@@ -28,15 +35,15 @@ from pictor.storage.database import JobRecord
 
 router = APIRouter()
 
-GENERATIONS, EDITS = "/v1/images/generations", "/v1/images/edits"
-KEEPALIVE_S = 15.0
+GENERATIONS, EDITS, VARIATIONS = "/v1/images/generations", "/v1/images/edits", "/v1/images/variations"
+Endpoint = Literal["/v1/images/generations", "/v1/images/edits", "/v1/images/variations"]
 
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request: dict[str, Any]
-    endpoint: Literal["/v1/images/generations", "/v1/images/edits"] = GENERATIONS
+    endpoint: Endpoint = GENERATIONS
     priority: int = Field(0, ge=0, le=9)
     metadata: dict[str, str] | None = Field(None, max_length=16)
 
@@ -51,6 +58,10 @@ def parse_request(endpoint: str, body: dict[str, Any], tenant_id: str) -> ImageJ
         images = tuple(data_url_bytes(ref, "images") for ref in edit.images)
         mask = data_url_bytes(edit.mask, "mask") if edit.mask is not None else None
         kind, prompt = JobKind.EDIT, edit.prompt
+    elif endpoint == VARIATIONS:
+        fields = variation = validated(VariationJsonRequest, body)
+        images = (data_url_bytes(variation.image, "image"),)
+        kind, prompt = JobKind.VARIATION, ""
     else:
         fields = generation = validated(GenerationRequest, body)
         kind, prompt = JobKind.GENERATE, generation.prompt
@@ -146,7 +157,7 @@ async def _events(request: Request, parts: Components, caller: Principal, job_id
         yield sse_event({"type": f"job.{record.status}", "job": job_object(request, parts, caller, record)})
         while not is_terminal(sent):
             try:
-                event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                event = await asyncio.wait_for(queue.get(), parts.settings.sse_keepalive_s or None)
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
