@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -18,6 +19,7 @@ from api.helpers import png_bytes
 from PIL import Image, ImageDraw
 
 PROMPT = "a red circle in the top left on a white background"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 WAIT_MS = 60_000
 
 
@@ -168,6 +170,54 @@ def test_generate_refine_twice_undo_and_branch(signed_in, api):
     assert np.array_equal(shown_pixels(page), decode(content(api, new["image"]["id"])))
 
 
+def test_parameters_a_pasted_reference_and_the_undo_button(signed_in, api):
+    page = signed_in
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
+    page.select_option("#p-size", "256x256")
+    page.select_option("#p-quality", "low")
+    page.select_option("#p-format", "webp")
+    page.select_option("#p-background", "transparent")
+    page.click("#p-reroll")
+    assert page.is_checked("#p-seed-lock")
+    seed = int(page.input_value("#p-seed"))
+    page.click("#p-reroll")
+    assert int(page.input_value("#p-seed")) != seed  # (one chance in 2**31 of the same number)
+    seed = int(page.input_value("#p-seed"))
+    with page.expect_request(lambda r: r.url.endswith("/v1/responses") and r.method == "POST") as caught:
+        send(page, "a red circle in the center", 1)
+    body = json.loads(caught.value.post_data)
+    tool = body["tools"][0]
+    assert (tool["size"], tool["quality"], tool["output_format"], tool["background"], body["seed"]) == \
+        ("256x256", "low", "webp", "transparent", seed)
+    assert page.get_attribute("#current-image", "src").startswith("data:image/webp;base64,")
+    first = session_of(page, api)["turns"][0]
+    stored = Image.open(io.BytesIO(content(api, first["image"]["id"])))
+    assert (stored.format, stored.size, stored.mode, first["image"]["seed"]) == ("WEBP", (256, 256), "RGBA", seed)
+    alpha = np.asarray(stored)[..., 3]
+    assert (alpha == 0).mean() > 0.3 and (alpha == 255).any()  # a real cut-out: the background is transparent
+
+    send(page, "make the circle green", 2)
+    turns = session_of(page, api)["turns"]
+    page.click("#undo")
+    wait_until(page, f"window.pictorStudio.session.current_turn === '{turns[0]['id']}'")
+    assert session_of(page, api)["current_turn"] == turns[0]["id"]
+
+    # Paste a reference (as from the clipboard), then compose it: the turn starts from the undone-to image.
+    page.evaluate("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "logo.png", {type: "image/png"}));
+        document.dispatchEvent(new ClipboardEvent("paste", {clipboardData: transfer, bubbles: true, cancelable: true}));
+    }""", base64.b64encode(png_bytes(logo())).decode())
+    page.wait_for_selector("#ref-list li img")
+    assert page.input_value("#ref-name-0") == "the logo"
+    with page.expect_request(lambda r: r.url.endswith("/turns") and r.method == "POST") as caught:
+        send(page, "place the logo in the top left", 3)
+    assert len(json.loads(caught.value.post_data)["images"]) == 1
+    composed = session_of(page, api)["turns"][-1]
+    assert composed["parent"] == turns[0]["id"] and len(composed["uploads"]) == 1
+
+
 def test_paint_a_mask_and_edit(signed_in, api):
     page = signed_in
     send(page, PROMPT, 1)
@@ -272,6 +322,12 @@ def test_live_mode_regenerates_as_you_type_and_cancels_superseded_requests(signe
                          "last: pictorLive.samples.at(-1)})")
     assert live["requests"] >= 3 and live["aborted"] >= 1 and live["shown"] >= 1
     assert live["last"]["text"] == text
+    # Keystroke-to-image latency, measured by the page itself: kept with the screenshots, not asserted (timings
+    # belong to bench/studio_latency.py, which holds the 1.5 s goal on a quiet machine).
+    samples = page.evaluate("pictorLive.samples")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "studio-live-latency.json").write_text(json.dumps(
+        {"p50_ms": float(np.median([sample["ms"] for sample in samples])), "samples": samples, **live}, indent=1))
     deadline = time.monotonic() + 10
     while "stream closed before its result" not in studio_server.log() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -379,7 +435,8 @@ def test_verify_tells_a_pictor_image_from_a_foreign_one(signed_in, api):
     assert "Not made by Pictor" in page.text_content("#verify-result")
 
 
-def test_the_gallery_lists_only_the_tenants_own_images(studio_server, api):
+def test_the_gallery_lists_only_the_tenants_own_images(signed_in, studio_server, api):
+    page = signed_in
     generate(api, "a black square on a white background")
     mine = generate(api, "a white circle on a black background")
     other_key = studio_server.key_for("studio-other-tenant")
@@ -396,7 +453,13 @@ def test_the_gallery_lists_only_the_tenants_own_images(studio_server, api):
                       timeout=30).json()
     assert [image["id"] for image in other["data"]] == [theirs_id]
     assert api.get("/v1/images", params={"search": "100%_"}).json()["data"] == []  # LIKE wildcards are literal
-    page = api.get("/v1/images", params={"limit": 1}).json()
-    assert len(page["data"]) == 1 and page["has_more"] is True
+    first_page = api.get("/v1/images", params={"limit": 1}).json()
+    assert len(first_page["data"]) == 1 and first_page["has_more"] is True
     assert api.get("/v1/images", params={"limit": 0}).status_code == 400
     assert httpx.get(f"{studio_server.url}/v1/images", timeout=30).status_code == 401
+
+    page.click("#nav a[data-view=gallery]")
+    page.fill("#gallery-search", "white circle")
+    wait_until(page, "document.querySelector('#gallery-status').textContent.includes('white circle')")
+    shown = [link.get_attribute("data-image") for link in page.locator("#gallery-list a").all()]
+    assert mine in shown and theirs_id not in shown

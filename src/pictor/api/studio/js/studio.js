@@ -26,7 +26,7 @@ export class Studio {
     this.refs = []; // {name, dataUrl}
     this.busy = false;
     this.modelsLoaded = false;
-    this.live = { controller: null, timer: null, pending: null, lastShownAt: 0, typedAt: new Map(), requests: 0,
+    this.live = { controller: null, timer: null, pending: null, text: null, arrived: false, lastShownAt: 0, typedAt: new Map(), requests: 0,
       aborted: 0, shown: 0, samples: [] };
     this.partialsShown = 0;
     window.pictorLive = this.live; // read by the end-to-end tests and bench/studio_latency.py
@@ -465,15 +465,26 @@ export class Studio {
     const text = this.el.prompt.value.trim();
     const live = this.live;
     clearTimeout(live.timer);
+    live.timer = null;
     if (!text) return;
     live.typedAt.set(text, performance.now());
-    live.timer = setTimeout(() => this._liveRun(text), LIVE_DEBOUNCE_MS);
+    live.timer = setTimeout(() => {
+      live.timer = null;
+      this._liveRun(text);
+    }, LIVE_DEBOUNCE_MS);
   }
 
   cancelLive() {
     const live = this.live;
     clearTimeout(live.timer);
+    live.timer = null;
     live.pending = null;
+    this._abortLive();
+  }
+
+  /** Abort the live request in flight (its words are superseded), leaving a debounced keystroke to run. */
+  _abortLive() {
+    const live = this.live;
     if (live.controller) {
       live.controller.abort();
       live.controller = null;
@@ -485,13 +496,22 @@ export class Studio {
   async _liveRun(text) {
     if (this.busy) return;
     const live = this.live;
-    if (live.controller && performance.now() - live.lastShownAt > LIVE_MAX_STALE_MS) {
-      live.pending = text; // the screen is stale: let the running request finish, then these words
+    if (live.controller && text === live.text) {
+      live.pending = null; // these very words are on their way (a space typed and deleted, say)
       return;
     }
-    this.cancelLive(); // a request for older words is superseded: closing it cancels it on the server
+    if (live.controller && (live.arrived || performance.now() - live.lastShownAt > LIVE_MAX_STALE_MS)) {
+      live.pending = text; // its image is here, or the screen is stale: let it finish, then these words
+      return;
+    }
+    // A request for older words is superseded: closing it cancels it on the server. Not cancelLive(): a keystroke
+    // typed since may still be waiting out its debounce, and clearing its timer would lose the newest words.
+    live.pending = null;
+    this._abortLive();
     const controller = new AbortController();
     live.controller = controller;
+    live.text = text;
+    live.arrived = false;
     live.requests += 1;
     this._liveStatus();
     const params = this.params();
@@ -516,6 +536,7 @@ export class Studio {
         if (event.type.endsWith(".completed")) completed = event;
       }
       if (controller.signal.aborted || !completed) return;
+      live.arrived = true; // stored on the server already: show it; newer words go next instead of aborting it
       await this._show(dataUrl(completed.b64_json, completed.output_format || params.format));
       if (controller.signal.aborted) return;
       const typed = live.typedAt.get(text);
@@ -533,7 +554,8 @@ export class Studio {
         live.controller = null;
         const next = live.pending;
         live.pending = null;
-        if (next !== null && !controller.signal.aborted) this._liveRun(next);
+        // A keystroke still waiting out its debounce brings newer words: do not start a request it would cancel.
+        if (next !== null && live.timer === null) this._liveRun(next);
       }
       this._liveStatus();
     }
