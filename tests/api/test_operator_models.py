@@ -2,16 +2,56 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import openai
 import pytest
+from PIL import Image, ImageStat
 from tiny_pipelines import build_tiny
 
 from .helpers import Server, alpha_mask, decode, png_bytes, run_cli, scene, start_server
 
 PROMPT = "a red cat on a blue background"
+# An operator's own output scorer, as an operator would write it: a module on the server's PYTHONPATH, named by
+# the models file's `validator`. It scores how red an image is, for prompts that ask for red.
+REDNESS_SCORER = """
+from PIL import ImageStat
+
+from pictor.service.validation import Verdict
+
+
+def redness(image):
+    red, green, blue = ImageStat.Stat(image.convert("RGB")).mean
+    return max(0.0, min(1.0, (red - (green + blue) / 2) / 100))
+
+
+class RednessScorer:
+    name = "redness"
+
+    def can_score(self, prompt, task):
+        return task in ("generate", "variation") and "red" in prompt.split()
+
+    def score(self, image, prompt, task):
+        if not self.can_score(prompt, task):
+            return Verdict("unavailable", reason="only generation prompts that ask for red are scored")
+        value = redness(image)
+        if value >= 0.5:
+            return Verdict("passed", value, confidence=value)
+        return Verdict("failed", value, ["the image is not red enough"], confidence=value)
+"""
+
+
+def redness(image: Image.Image) -> float:
+    """What REDNESS_SCORER computes, for checking its verdicts on the returned images."""
+    red, green, blue = ImageStat.Stat(image.convert("RGB")).mean
+    return max(0.0, min(1.0, (red - (green + blue) / 2) / 100))
+
+
+def with_pythonpath(folder: Path) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)}
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +59,21 @@ def models_server(tmp_path_factory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("operator-models")
     sd = build_tiny("sd", root / "weights" / "sd")
     ip2p = build_tiny("instruct-pix2pix", root / "weights" / "ip2p")
-    build_tiny("flux-schnell", root / "weights" / "flux")
+    for name, folder in (("flux-schnell", "flux"), ("sdxl", "sdxl"), ("sd-inpaint", "sd-inpaint"),
+                         ("flux-kontext", "kontext")):
+        build_tiny(name, root / "weights" / folder)
+    (root / "scorers").mkdir()
+    (root / "scorers" / "redness_scorer.py").write_text(REDNESS_SCORER)
     (root / "models.toml").write_text(
         '[[model]]\nname = "tiny-turbo"\npath = "weights/sd"\nfamily = "sd-turbo"\n\n'
-        '[[model]]\nname = "tiny-flux"\npath = "weights/flux"\n')
-    running = start_server(root, extra_args=("--model", f"tiny-sd={sd}", "--model", f"tiny-ip2p={ip2p}",
-                                             "--models", str(root / "models.toml")))
+        '[[model]]\nname = "tiny-flux"\npath = "weights/flux"\n\n'
+        '[[model]]\nname = "tiny-xl"\npath = "weights/sdxl"\n\n'
+        '[[model]]\nname = "tiny-inpaint"\npath = "weights/sd-inpaint"\n\n'
+        '[[model]]\nname = "tiny-kontext"\npath = "weights/kontext"\n\n'
+        '[[model]]\nname = "tiny-scored"\npath = "weights/sd"\nvalidator = "redness_scorer:RednessScorer"\n')
+    running = start_server(root, with_pythonpath(root / "scorers"),
+                           extra_args=("--model", f"tiny-sd={sd}", "--model", f"tiny-ip2p={ip2p}",
+                                       "--models", str(root / "models.toml")))
     running.root = root  # type: ignore[attr-defined]
     yield running
     running.stop()
@@ -44,12 +93,16 @@ def test_models_are_listed_with_their_capabilities(sdk):
     assert cards["tiny-ip2p"]["capabilities"]["tasks"] == ["edit"]
     assert cards["tiny-turbo"]["family"] == "sd-turbo" and cards["tiny-turbo"]["capabilities"]["default_steps"] == 1
     assert cards["tiny-flux"]["family"] == "flux-schnell"
+    assert cards["tiny-xl"]["family"] == "sdxl" and cards["tiny-inpaint"]["family"] == "sd-inpaint"
+    assert cards["tiny-inpaint"]["capabilities"]["tasks"] == ["inpaint"]
+    assert cards["tiny-kontext"]["family"] == "flux-kontext"
+    assert set(cards["tiny-kontext"]["capabilities"]["tasks"]) == {"generate", "edit", "inpaint"}
     assert cards["tiny-sd"]["capabilities"]["transparent_background"] is False
     assert len(cards["tiny-sd"]["weights_sha256"]) == 64
     assert cards["tiny-turbo"]["weights_sha256"] == cards["tiny-sd"]["weights_sha256"]  # the same folder
 
 
-@pytest.mark.parametrize("model", ["tiny-sd", "tiny-turbo", "tiny-flux"])
+@pytest.mark.parametrize("model", ["tiny-sd", "tiny-turbo", "tiny-flux", "tiny-xl"])
 def test_generate_with_a_seed_reproduces(models_server, sdk, model):
     first = sdk.images.generate(model=model, prompt=PROMPT, n=2, size="64x48", quality="low", extra_body={"seed": 5})
     again = sdk.images.generate(model=model, prompt=PROMPT, size="64x48", quality="low", extra_body={"seed": 5})
@@ -70,6 +123,34 @@ def test_masked_edit_keeps_every_pixel_outside_the_mask(sdk):
     # The invisible watermark moves pixels by a level or two; the mask's inside is the model's own.
     assert np.abs(made - original)[outside].mean() < 1.0
     assert np.abs(made - original)[~outside].mean() > 10
+
+
+def test_masked_edit_on_a_dedicated_inpainting_model_keeps_the_outside_byte_for_byte(sdk):
+    """SD inpainting (a 9-channel UNet): the PNG's pixels outside the mask are the input's, byte for byte (the
+    invisible watermark stays inside the editable area)."""
+    picture = scene(64, 64, seed=4)
+    mask = png_bytes(alpha_mask(64, 64, (8, 24, 40, 56)))
+    result = sdk.images.edit(model="tiny-inpaint", image=png_bytes(picture), mask=mask, prompt=PROMPT, quality="low",
+                             extra_body={"seed": 3})
+    made = decode(result.data[0].b64_json)
+    assert made.format == "PNG" and made.mode == "RGB" and made.size == (64, 64)
+    made_px, original = np.asarray(made), np.asarray(picture)
+    outside = np.ones((64, 64), bool)
+    outside[24:56, 8:40] = False
+    assert np.array_equal(made_px[outside], original[outside])
+    assert np.abs(made_px.astype(np.int16) - original)[~outside].mean() > 10  # the inside is the model's own
+    with pytest.raises(openai.BadRequestError, match="cannot do generate"):  # it only inpaints
+        sdk.images.generate(model="tiny-inpaint", prompt=PROMPT, size="64x64")
+
+
+def test_instruction_edit_on_flux_kontext_reproduces_for_a_seed(models_server, sdk):
+    picture = png_bytes(scene(48, 32, seed=5))
+    first, again, other = (sdk.images.edit(model="tiny-kontext", image=picture, prompt="make it blue",
+                                           quality="low", extra_body={"seed": seed}) for seed in (4, 4, 5))
+    assert decode(first.data[0].b64_json).size == (48, 32)
+    hashes = [models_server.model_output_hash(r.data[0].model_extra["id"]) for r in (first, again, other)]
+    assert hashes[0] == hashes[1] != hashes[2]
+    assert first.data[0].model_extra["validation"]["status"] == "unavailable"
 
 
 def test_instruction_edit_on_instruct_pix2pix_and_variation_on_sd(sdk):
@@ -121,3 +202,89 @@ def test_pictor_models_lists_them_without_loading(models_server):
     assert any(line.startswith("tiny-turbo  sd-turbo") for line in lines), lines
     broken = run_cli("models", "--model", "no-equals-sign")
     assert broken.returncode == 2 and "NAME=PATH" in broken.stderr
+
+
+# ---- output validation: operators' own scorers --------------------------------------------------------------------
+
+
+def test_a_model_without_a_validator_says_validation_is_unavailable(sdk):
+    result = sdk.images.generate(model="tiny-sd", prompt=PROMPT, size="64x64", quality="low", complexity="high",
+                                 extra_body={"seed": 31})
+    validation = result.data[0].model_extra["validation"]
+    assert validation["status"] == "unavailable" and validation["score"] is None
+    assert validation["validator"] == "none" and validation["reason"] == "no output scorer is configured for this model"
+    # complexity=high cannot tell candidates apart without a scorer: one image at the tier's steps
+    assert validation["candidates"] == 1 and result.usage.model_extra["compute"]["candidates"] == 1
+
+
+def test_the_operators_validator_scores_and_complexity_high_searches(sdk):
+    """The models file's `validator` (a module on the server's PYTHONPATH) scores the model's images: its name,
+    verdict and score are the image's `validation`, and complexity=high searches, since the scorer can score."""
+    plain = sdk.images.generate(model="tiny-scored", prompt="a red cat", size="64x64", quality="low",
+                                extra_body={"seed": 40})
+    validation = plain.data[0].model_extra["validation"]
+    assert validation["validator"] == "redness" and validation["candidates"] == 1
+    assert validation["status"] == ("passed" if validation["score"] >= 0.5 else "failed")
+    # The scorer read the model's image (the returned one differs from it only by the watermark's level or two).
+    assert abs(validation["score"] - redness(decode(plain.data[0].b64_json))) < 0.02
+    searched = sdk.images.generate(model="tiny-scored", prompt="a red cat", size="64x64", quality="low",
+                                   complexity="high", extra_body={"seed": 40})
+    validation, compute = searched.data[0].model_extra["validation"], searched.usage.model_extra["compute"]
+    scores = validation["candidate_scores"]
+    assert validation["validator"] == "redness" and validation["search"]["early_stop"]
+    assert compute["candidates"] == validation["candidates"] == len(scores) > 1, validation
+    assert compute["model_runs"] == len(scores) + validation["search"]["repairs_tried"]
+    assert validation["score"] == max(scores) == scores[validation["chosen"]]
+    assert all(score < 0.5 for score in scores[:-1])  # the search stopped only at a pass, or at the budget
+    assert abs(validation["score"] - redness(decode(searched.data[0].b64_json))) < 0.02
+    # A prompt the scorer cannot score: its own `unavailable`, and one image even at complexity=high.
+    blue = sdk.images.generate(model="tiny-scored", prompt="a blue dog", size="64x64", quality="low",
+                               complexity="high", extra_body={"seed": 41})
+    validation = blue.data[0].model_extra["validation"]
+    assert validation["status"] == "unavailable" and validation["validator"] == "redness"
+    assert validation["reason"] == "only generation prompts that ask for red are scored"
+    assert validation["candidates"] == 1
+
+
+def test_a_validator_that_cannot_be_imported_stops_the_server_at_start(tmp_path, models_server):
+    (tmp_path / "models.toml").write_text(f'[[model]]\nname = "broken"\npath = "{models_server.root}/weights/sd"\n'
+                                          'validator = "no_such_scorers:Scorer"\n')
+    with pytest.raises(RuntimeError) as failed:
+        start_server(tmp_path, extra_args=("--models", str(tmp_path / "models.toml")))
+    assert "model broken: validator 'no_such_scorers:Scorer': cannot import module 'no_such_scorers'" in \
+        str(failed.value)
+
+
+def test_validator_references_are_made_once_and_a_failing_scorer_is_reported(tmp_path, monkeypatch):
+    """In-process (service/validation.validator_for): classes, factories and ready objects; made once per reference;
+    a scorer that raises or answers something else gives `unavailable` with the reason; one that cannot be made is a
+    `validator_error`."""
+    from pictor.service import validation
+
+    (tmp_path / "op_scorers_for_test.py").write_text(
+        "from pictor.service.validation import Verdict\n"
+        "made = []\n"
+        "class Good:\n    name = 'good'\n    def __init__(self): made.append(self)\n"
+        "    def score(self, image, prompt, task): return Verdict('passed', 1.0)\n"
+        "class Raises:\n    name = 'raises'\n    def score(self, image, prompt, task): raise OSError('no GPU')\n"
+        "class Wrong:\n    name = 'wrong'\n    def score(self, image, prompt, task): return 0.5\n"
+        "def factory():\n    return Good()\n"
+        "ready = Good()\n"
+        "def broken():\n    raise RuntimeError('weights missing')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    image = Image.new("RGB", (8, 8))
+    first = validation.validator_for(False, "op_scorers_for_test:Good")
+    assert validation.validator_for(True, "op_scorers_for_test:Good") is first  # cached, and it wins over the judge
+    verdict = first.score(image, "x", "generate")
+    assert (verdict.status, verdict.validator) == ("passed", "good") and validation.can_score(first, "x", "edit")
+    assert validation.validator_for(False, "op_scorers_for_test:factory").name == "good"
+    assert validation.validator_for(False, "op_scorers_for_test:ready").scorer is not None
+    raised = validation.validator_for(False, "op_scorers_for_test:Raises").score(image, "x", "generate")
+    assert raised.status == "unavailable" and raised.reason == "the validator failed: OSError: no GPU"
+    wrong = validation.validator_for(False, "op_scorers_for_test:Wrong").score(image, "x", "generate")
+    assert wrong.status == "unavailable" and "returned float, not a Verdict" in wrong.reason
+    with pytest.raises(validation.ValidatorLoadError, match="could not be made: weights missing") as failed:
+        validation.validator_for(False, "op_scorers_for_test:broken")
+    assert failed.value.code == "validator_error"
+    assert isinstance(validation.validator_for(False), validation.UnavailableValidator)
+    assert isinstance(validation.validator_for(True), validation.EmbeddedJudgeValidator)

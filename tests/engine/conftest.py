@@ -1,4 +1,5 @@
-"""Tiny random-weight pipelines of every family, built once per test session (see tests/tiny_pipelines.py)."""
+"""Tiny random-weight pipelines of every family (and SD 2.x), built once per test session (see
+tests/tiny_pipelines.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_pipelines import FAMILIES, build_tiny
+from tiny_pipelines import BUILDS, build_tiny
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Builder name -> folder; each folder is named after its builder (so turbo folders say turbo, as operators'
+    do: Pictor tells a turbo model from its base by name)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("tiny-models")
-    return {family: build_tiny(family, root / family) for family in FAMILIES}
+    return {name: build_tiny(name, root / name) for name in BUILDS}

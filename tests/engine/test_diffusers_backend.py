@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_pipelines import VARIANTS
 
 from pictor.engine.diffusers_backend import DiffusersBackend
 from pictor.engine.families import FAMILIES
@@ -14,8 +15,12 @@ from pictor.engine.protocol import EngineRequest
 
 EXPECTED_TASKS = {
     "sd": {"generate", "variation", "inpaint"},
+    "sd2": {"generate", "variation", "inpaint"},  # SD 2.x: v-prediction, linear projections (family sd)
+    "sd-turbo": {"generate", "variation", "inpaint"},
     "sd-inpaint": {"inpaint"},
     "sdxl": {"generate", "variation", "inpaint"},
+    "sdxl-turbo": {"generate", "variation", "inpaint"},
+    "sdxl-inpaint": {"inpaint"},
     "instruct-pix2pix": {"edit"},
     "flux-schnell": {"generate", "variation", "inpaint"},
     "flux-dev": {"generate", "variation", "inpaint"},
@@ -36,7 +41,8 @@ def hole() -> Image.Image:
     return mask
 
 
-def request(task: str, seed: int, prompt: str = "a red cat on a blue background", steps: int = 2) -> EngineRequest:
+def request(task: str, seed: int, prompt: str = "a red cat on a blue background",
+            steps: int | None = 2) -> EngineRequest:
     return EngineRequest(task, prompt, WIDTH, HEIGHT, seed, images=[source()] if task != "generate" else [],
                          mask=hole() if task == "inpaint" else None, steps=steps)
 
@@ -54,7 +60,7 @@ def backends(tiny_models) -> dict[str, DiffusersBackend]:
 @pytest.mark.parametrize("family", list(EXPECTED_TASKS))
 def test_each_family_does_its_tasks_reproducibly(backends, family):
     backend = backends[family]
-    assert backend.family.name == family and backend.capabilities.tasks == EXPECTED_TASKS[family]
+    assert backend.family.name == VARIANTS.get(family, family) and backend.capabilities.tasks == EXPECTED_TASKS[family]
     assert backend.device == "cpu" and backend.dtype == torch.float32 and len(backend.weights_hash) == 64
     for task in sorted(EXPECTED_TASKS[family]):
         first, other = backend.run([request(task, 7), request(task, 8)])
@@ -64,7 +70,7 @@ def test_each_family_does_its_tasks_reproducibly(backends, family):
         assert not np.array_equal(array(first.image), array(other.image)), f"{family} {task}: seeds must matter"
 
 
-@pytest.mark.parametrize("family", ["sd", "sdxl", "flux-dev"])
+@pytest.mark.parametrize("family", ["sd", "sd2", "sdxl", "sdxl-turbo", "flux-dev"])
 def test_images_equal_the_plain_diffusers_pipeline_for_the_same_seed(backends, family):
     """Cached per-prompt embeddings, the negative prompt and the generator on the device change nothing."""
     backend = backends[family]
@@ -144,5 +150,27 @@ def test_a_task_outside_the_family_is_refused(backends):
 def test_every_family_in_the_table_has_a_tiny_builder():
     from tiny_pipelines import FAMILIES as BUILT
 
-    turbo_or_xl_variants = {"sd-turbo", "sdxl-turbo", "sdxl-inpaint"}  # same classes as built ones
-    assert set(FAMILIES) - turbo_or_xl_variants == set(BUILT)
+    assert set(FAMILIES) == set(BUILT) == set(EXPECTED_TASKS) - set(VARIANTS)
+    assert set(VARIANTS.values()) <= set(FAMILIES)
+
+
+def test_turbo_models_run_their_distilled_defaults(backends):
+    """SDXL-Turbo: 4 steps at most, no classifier-free guidance (no negative embeddings are even made), 512 px."""
+    backend = backends["sdxl-turbo"]
+    caps = backend.capabilities
+    assert (caps.default_steps, caps.step_range, caps.native_resolution) == (4, (1, 4), 512)
+    assert backend._steps_and_guidance(request("generate", 1, steps=None)) == (4, 0.0)
+    assert type(backend.pipe.scheduler).__name__ == "EulerAncestralDiscreteScheduler"
+    totals: list[int] = []
+    backend.run([request("generate", 1, prompt="a small dog", steps=9)],
+                lambda i, step, total, image: totals.append(total))
+    assert set(totals) == {4}
+    assert backend.prompt_cache.get((None, None)) is None  # the empty negative prompt was never encoded
+    assert backends["sd-turbo"].capabilities.default_steps == 1
+
+
+def test_sd2_predicts_v_with_linear_projections(backends):
+    backend = backends["sd2"]
+    assert backend.pipe.scheduler.config.prediction_type == "v_prediction"
+    assert backend.pipe.unet.config.use_linear_projection and backend.pipe.unet.config.upcast_attention
+    assert backend.pipe.text_encoder.config.hidden_act == "gelu"

@@ -24,7 +24,7 @@ from PIL import Image
 from pictor.embedded.prompt_cache import PromptCache
 from pictor.engine.families import Family, detect_family, family, tasks_of
 from pictor.engine.loading import load_model_folder, load_single_file, pipeline_class_name, resolve_source
-from pictor.engine.models_file import ModelSpec
+from pictor.engine.models_file import ModelsFileError, ModelSpec, import_reference
 from pictor.engine.previews import fit_latent_rgb, latents_to_previews
 from pictor.engine.protocol import Capabilities, EngineRequest, EngineResult, StepCallback, wants_previews
 
@@ -68,7 +68,12 @@ class DiffusersBackend:
         # Batched images differ from the same seeds run alone in the last bits of matrix kernels, so a seed
         # reproduces its image byte for byte only with one pipeline call per request.
         self.batch_invariant = batch_invariant
-        source = resolve_source(spec.path)
+        if spec.validator:  # imported now, so a wrong reference stops the server at start (the service makes it)
+            try:
+                import_reference(spec.validator)
+            except ModelsFileError as error:
+                raise ModelsFileError(f"model {spec.name}: {error}") from error
+        source = resolve_source(spec.path, spec.relative_to)
         if source.is_file():
             if not spec.family:
                 raise ValueError(f"model {spec.name}: a single-file checkpoint needs `family` in the models file")
@@ -89,7 +94,7 @@ class DiffusersBackend:
         self.capabilities = Capabilities(
             tasks=tasks_of(self.family, spec.edit_by_img2img), native_resolution=native, max_side=2 * native,
             default_steps=spec.steps or self.family.default_steps, step_range=self.family.step_range,
-            previews=True, transparent_background=False)
+            previews=True, transparent_background=False, validator=spec.validator)
         if self.device.startswith("cuda"):
             self._optimise_for_cuda()
             if warm:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 
 from pictor.embedded.pipeline import PictorEmbeddedPipeline
+from pictor.engine.models_file import looks_like_hub_id
 
 PICTOR_PIPELINES: dict[str, type[DiffusionPipeline]] = {
     PictorEmbeddedPipeline.__name__: PictorEmbeddedPipeline,
@@ -48,28 +48,33 @@ def load_model_folder(path: str | Path, device: str | torch.device = "cpu",
     return pipe.to(device)
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
 def hub_offline() -> bool:
     from huggingface_hub import constants
 
     return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
-def resolve_source(source: str | Path) -> Path:
-    """A local folder or file as is; a hub id fetched to the local cache (or found there when HF_HUB_OFFLINE)."""
+def resolve_source(source: str | Path, relative_to: str | Path | None = None) -> Path:
+    """A local folder or file as is; a hub id fetched to the local cache (or found there when HF_HUB_OFFLINE).
+
+    `relative_to` is the models file's folder for a value that was kept as a hub id because no such path exists
+    there (see models_file): a failure then names that local path as well as the hub.
+    """
     path = Path(source).expanduser()
     if path.exists():
         return path
-    if not _HUB_ID.match(str(source)):
-        raise ModelFolderError(f"{source}: no such folder or file")
+    local = Path(relative_to) / path if relative_to is not None else path.absolute()
+    if not looks_like_hub_id(str(source)):
+        where = "" if str(local) == str(source) else f" ({local})"
+        raise ModelFolderError(f"{source}: no such folder or file{where}")
     offline = hub_offline()
     try:  # the pipeline's own download: only the files from_pretrained will read
         return Path(DiffusionPipeline.download(str(source), local_files_only=offline))
     except Exception as error:
-        why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else "the hub download failed"
-        raise ModelFolderError(f"{source}: not a folder on this machine, and {why}: {error}") from error
+        hub = "not in the hub cache (HF_HUB_OFFLINE is set)" if offline else "the hub download failed"
+        what = "the models file" if relative_to is not None else "the current folder"
+        raise ModelFolderError(f"{source}: no such folder or file relative to {what} ({local}), and as a hub id "
+                               f"{hub}: {error}") from error
 
 
 def load_single_file(path: str | Path, pipeline_class: str, config: str | Path | None = None,

@@ -13,18 +13,41 @@ default = false              # true: requests without a model (and upstream ids 
 compile = "auto"             # auto / off (torch.compile on CUDA only)
 edit_by_img2img = false      # true: an unmasked edit on a model without instruction editing runs img2img
 config = "/models/sd15"      # single-file checkpoints only: a diffusers folder with the configs
+validator = "mypkg.scoring:ClipScorer"  # optional: the output scorer of this model's images (see below)
 ```
-Relative paths are relative to the models file.
+
+Paths (`path`, `config`): absolute paths are taken as given. A relative value that exists relative to the models
+file's folder is that local file or folder. Otherwise it is a hub id when it has the shape of one (`owner/name`:
+exactly one `/`, no leading `.`, `..` or `~`, no weight-file suffix such as `.safetensors`); anything else is a
+local path relative to the models file's folder (so a missing one is reported with the full path looked for).
+`weights/sd` is ambiguous: if `<models file folder>/weights/sd` does not exist it is tried as the hub id
+`weights/sd`, and when that fails too the error names both (the local path looked for, and the hub cache or
+download). Write `./weights/sd` to mean a local folder only. `--model NAME=PATH` values are used as given
+(relative to the current folder).
+
+`validator`: an import reference `package.module:attr` (the module must be importable by the server, e.g. on
+PYTHONPATH), where `attr` is a class or a zero-argument factory returning an object with `name` (str) and
+`score(image, prompt, task) -> pictor.service.validation.Verdict`, and optionally `can_score(prompt, task) -> bool`.
+The module and attribute are imported when the model is loaded (server start), so a wrong reference stops the
+server with an error naming it; the object is made once, on the first request that needs it. Models without a
+validator answer `validation.status = "unavailable"` with the reason, and complexity=high makes one image for them.
 """
 
 from __future__ import annotations
 
+import importlib
+import re
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 COMPILE = ("auto", "off")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".bin", ".pt", ".pth", ".gguf")
+_NAME = r"[A-Za-z_]\w*"
+REFERENCE = re.compile(rf"^{_NAME}(\.{_NAME})*:{_NAME}(\.{_NAME})*$")  # package.module:attr
+INTERNAL_FIELDS = ("relative_to",)  # set by the loader, not keys of the file
 
 
 class ModelsFileError(ValueError):
@@ -44,6 +67,9 @@ class ModelSpec:
     compile: str = "auto"
     edit_by_img2img: bool = False
     config: str | None = None
+    validator: str | None = None  # an import reference "package.module:attr" (see the module's docstring)
+    # The models file's folder when `path` was kept as a hub id: where the local path was looked for first.
+    relative_to: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.strip() != self.name:
@@ -54,6 +80,9 @@ class ModelSpec:
             raise ModelsFileError(f"model {self.name}: compile {self.compile!r} is not one of {', '.join(COMPILE)}")
         if self.steps is not None and self.steps < 1:
             raise ModelsFileError(f"model {self.name}: steps must be at least 1")
+        if self.validator is not None and not (isinstance(self.validator, str) and REFERENCE.match(self.validator)):
+            raise ModelsFileError(f"model {self.name}: validator {self.validator!r} is not an import reference "
+                                  "like 'package.module:attr'")
 
 
 def parse_model_arg(text: str) -> ModelSpec:
@@ -64,13 +93,40 @@ def parse_model_arg(text: str) -> ModelSpec:
     return ModelSpec(name=name.strip(), path=path.strip())
 
 
-def _resolve(value: str, base: Path) -> str:
-    """A relative path against the file's folder; absolute paths and hub ids as given."""
+def looks_like_hub_id(value: str) -> bool:
+    """`owner/name`: exactly one slash, no leading `.`/`~`, not a weight file's name."""
+    return (bool(HUB_ID.match(value)) and not value.startswith((".", "~"))
+            and not value.lower().endswith(WEIGHT_SUFFIXES))
+
+
+def _resolve(value: str, base: Path) -> tuple[str, bool]:
+    """(the value to load, whether it is a hub id): see the module's docstring for the rule."""
     candidate = Path(value).expanduser()
     if candidate.is_absolute():
-        return str(candidate)
+        return str(candidate), False
     relative = base / candidate
-    return str(relative) if relative.exists() or value.startswith(".") else value
+    if relative.exists() or not looks_like_hub_id(value):
+        return str(relative), False
+    return value, True
+
+
+def import_reference(reference: str, what: str = "validator") -> object:
+    """The object an import reference `package.module:attr` names; a ModelsFileError that says what failed."""
+    if not REFERENCE.match(reference):
+        raise ModelsFileError(f"{what} {reference!r} is not an import reference like 'package.module:attr'")
+    module_name, _, attribute = reference.partition(":")
+    try:
+        target: object = importlib.import_module(module_name)
+    except Exception as error:  # ImportError, or whatever the module raised while importing
+        raise ModelsFileError(f"{what} {reference!r}: cannot import module {module_name!r} "
+                              f"({type(error).__name__}: {error}); is it on PYTHONPATH?") from error
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError as error:
+            raise ModelsFileError(f"{what} {reference!r}: module {module_name!r} has no attribute "
+                                  f"{attribute!r}") from error
+    return target
 
 
 def load_models_file(path: str | Path) -> list[ModelSpec]:
@@ -82,7 +138,7 @@ def load_models_file(path: str | Path) -> list[ModelSpec]:
     entries = data.get("model", [])
     if not isinstance(entries, list) or set(data) - {"model"}:
         raise ModelsFileError(f"models file {path}: expected only [[model]] tables")
-    known = {f.name for f in fields(ModelSpec)}
+    known = {f.name for f in fields(ModelSpec)} - set(INTERNAL_FIELDS)
     specs = []
     for number, entry in enumerate(entries, 1):
         unknown = set(entry) - known
@@ -91,9 +147,11 @@ def load_models_file(path: str | Path) -> list[ModelSpec]:
         if "name" not in entry or "path" not in entry:
             raise ModelsFileError(f"models file {path}, model {number}: needs name and path")
         values = dict(entry)
-        values["path"] = _resolve(str(values["path"]), path.parent)
+        values["path"], hub = _resolve(str(values["path"]), path.parent)
+        if hub:
+            values["relative_to"] = str(path.parent)
         if values.get("config"):
-            values["config"] = _resolve(str(values["config"]), path.parent)
+            values["config"] = _resolve(str(values["config"]), path.parent)[0]
         specs.append(ModelSpec(**values))
     return specs
 

@@ -34,6 +34,9 @@ class Capabilities:
     # Its images are scenes of the embedded world, so the judge can find the object an instruction names
     # (the service then confines an unmasked edit to it: see service/composition.edit_region).
     world_scenes: bool = False
+    # The operator's output scorer, an import reference "package.module:attr" (models file `validator`): the service
+    # scores this model's images with it (service/validation.validator_for). None: no scorer (or the judge above).
+    validator: str | None = None
 
 
 @dataclass

@@ -248,7 +248,7 @@ class ImageService:
     def _newer_fields(plan: Plan, capabilities: Capabilities, guide: markup.MarkupGuide | None) -> None:
         """Candidates and validator (complexity), the markup's prompt, and GIF motion, on a checked plan."""
         job, world_scenes = plan.job, capabilities.world_scenes
-        plan.validator = validation.validator_for(world_scenes)
+        plan.validator = validation.validator_for(world_scenes, capabilities.validator)
         if guide is not None:
             plan.markup_guide, plan.engine_prompt = guide, guide.prompt
         if job.output_format == "gif":

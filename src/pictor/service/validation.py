@@ -28,7 +28,9 @@ How the candidates are made is a `Search`:
 
 from __future__ import annotations
 
+import functools
 import itertools
+import logging
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -38,6 +40,9 @@ from PIL import Image
 from pictor.embedded.grammar import ObjectSpec, SceneSpec, parse_prompt
 from pictor.embedded.judge import DetectedObject, background_colours, detect
 from pictor.embedded.world import CELL_NAMES
+from pictor.service.errors import ModelFailure
+
+log = logging.getLogger(__name__)
 
 Status = Literal["passed", "failed", "unavailable"]
 # Pictor's `candidates` (best of k at the tier's steps) is at most MAX_CANDIDATES; complexity=high is the budgeted
@@ -301,6 +306,63 @@ def can_score(validator: Validator, prompt: str, task: str) -> bool:
     return True if check is None else bool(check(prompt, task))
 
 
-def validator_for(world_scenes: bool) -> Validator:
-    """The judge for backends whose images are world scenes; otherwise the explicit unavailable state."""
+class OperatorValidator:
+    """An operator's scorer (the models file's `validator`) behind the protocol: its verdicts carry its name, and a
+    scorer that raises or answers something other than a Verdict gives an explicit `unavailable` verdict that says
+    so (the image was made; the request does not fail because its scorer did)."""
+
+    def __init__(self, scorer, reference: str):
+        self.scorer, self.reference = scorer, reference
+        self.name = str(scorer.name)
+
+    def can_score(self, prompt: str, task: str) -> bool:
+        return can_score(self.scorer, prompt, task)
+
+    def score(self, image: Image.Image, prompt: str, task: str) -> Verdict:
+        try:
+            verdict = self.scorer.score(image, prompt, task)
+        except Exception as error:  # noqa: BLE001 - an operator's code: report it, do not fail the request
+            log.warning("validator %s (%s) failed: %s: %s", self.name, self.reference, type(error).__name__, error)
+            return Verdict("unavailable", reason=f"the validator failed: {type(error).__name__}: {error}",
+                           validator=self.name)
+        if not isinstance(verdict, Verdict):
+            return Verdict("unavailable", reason=f"the validator returned {type(verdict).__name__}, not a Verdict",
+                           validator=self.name)
+        if verdict.validator is None:
+            verdict.validator = self.name
+        return verdict
+
+
+class ValidatorLoadError(ModelFailure):
+    """An operator's validator reference could not be made into a validator: says which and why (a 500 with the
+    code `validator_error`: the server's configuration, not the request, is at fault)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, None, "validator_error")
+
+
+@functools.cache
+def load_validator(reference: str) -> OperatorValidator:
+    """The validator an import reference names ("package.module:attr", a class or zero-argument factory), made once
+    per reference. The backend imports the reference when the model loads (so a typo stops the server at start);
+    making the object happens here, on the first request that needs it."""
+    from pictor.engine.models_file import import_reference
+
+    try:
+        target = import_reference(reference)
+        # A class or a factory is called; an object that already scores (a module-level instance) is used as is.
+        scorer = target() if isinstance(target, type) or not hasattr(target, "score") else target
+    except Exception as error:
+        raise ValidatorLoadError(f"validator {reference!r} could not be made: {error}") from error
+    if not isinstance(getattr(scorer, "name", None), str) or not callable(getattr(scorer, "score", None)):
+        raise ValidatorLoadError(f"validator {reference!r} made a {type(scorer).__name__}, which has no `name` "
+                                 "(str) and `score(image, prompt, task)`")
+    return OperatorValidator(scorer, reference)
+
+
+def validator_for(world_scenes: bool, reference: str | None = None) -> Validator:
+    """The operator's validator where the model names one (`reference`, see `load_validator`); else the judge for
+    backends whose images are world scenes; otherwise the explicit unavailable state."""
+    if reference:
+        return load_validator(reference)
     return EmbeddedJudgeValidator() if world_scenes else UnavailableValidator()
