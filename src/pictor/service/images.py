@@ -249,6 +249,8 @@ class ImageService:
         """Candidates and validator (complexity), the markup's prompt, and GIF motion, on a checked plan."""
         job, world_scenes = plan.job, capabilities.world_scenes
         plan.validator = validation.validator_for(world_scenes, capabilities.validator)
+        if job.complexity == "low" and job.candidates is None:  # no planning, no checking: the image as made
+            plan.validator = validation.SkippedValidator()
         if guide is not None:
             plan.markup_guide, plan.engine_prompt = guide, guide.prompt
         if job.output_format == "gif":
@@ -261,8 +263,9 @@ class ImageService:
             plan.motion = animation.motion_of(plan.engine_prompt or job.prompt)
             plan.engine_prompt = plan.motion.scene_prompt
         scorable = validation.can_score(plan.validator, plan.engine_prompt or job.prompt, plan.task)
+        repairable = isinstance(plan.validator, validation.EmbeddedJudgeValidator)
         plan.search = validation.search_for(job.complexity, job.candidates, plan.steps, capabilities.step_range,
-                                            scorable)
+                                            scorable, repairable)
         plan.candidates = plan.search.candidates
 
     @staticmethod

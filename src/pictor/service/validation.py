@@ -3,8 +3,9 @@
 A `Validator` reads an image back and says how much of the prompt it shows. For the embedded model the world's
 judge does it (`EmbeddedJudgeValidator`: shapes, colours, counts, cells, relations, background, read from the
 pixels by the classical detector that also scores the benchmark); for operators' models no scorer ships
-(`UnavailableValidator`), and the answer says so explicitly instead of pretending a pass. Operators can plug in
-their own (e.g. a VQA model) by meeting the protocol.
+(`UnavailableValidator`), and the answer says so explicitly instead of pretending a pass. Operators plug in their own
+(e.g. a VQA model) by meeting the protocol and naming it in the models file (`validator = "package.module:attr"`,
+see `load_validator`). complexity=low skips the check (`SkippedValidator`, status `skipped`): the image as made.
 
 With several candidates (complexity=high, or Pictor's `candidates`), `choose` keeps the best: highest score, then
 the judge's confidence, then the earliest seed (so the choice is deterministic).
@@ -44,7 +45,7 @@ from pictor.service.errors import ModelFailure
 
 log = logging.getLogger(__name__)
 
-Status = Literal["passed", "failed", "unavailable"]
+Status = Literal["passed", "failed", "unavailable", "skipped"]
 # Pictor's `candidates` (best of k at the tier's steps) is at most MAX_CANDIDATES; complexity=high is the budgeted
 # search (see `Search`); low and medium make one image.
 MAX_CANDIDATES = 8
@@ -84,6 +85,19 @@ class Validator(Protocol):
     def score(self, image: Image.Image, prompt: str, task: str) -> Verdict:
         """Read `image` back and compare it with `prompt` (a generation prompt, or an edit's instruction)."""
         ...
+
+
+class SkippedValidator:
+    """complexity=low: the one image is returned without being read back (`skipped`: no scoring time spent)."""
+
+    name = "none"
+    reason = "complexity=low: the image is not checked against the prompt"
+
+    def can_score(self, prompt: str, task: str) -> bool:
+        return False
+
+    def score(self, image: Image.Image, prompt: str, task: str) -> Verdict:
+        return Verdict("skipped", reason=self.reason, validator=self.name)
 
 
 class UnavailableValidator:
@@ -236,9 +250,11 @@ class Search:
 
 
 def search_for(complexity: str | None, explicit: int | None, steps: int, step_range: tuple[int, int] = (1, 1000),
-               can_score: bool = True) -> Search:
+               can_score: bool = True, can_repair: bool = True) -> Search:
     """The search for a request: Pictor's `candidates` (best of k at the tier's steps) if given; complexity=high's
-    budgeted search when the validator can score the request; otherwise one image at the tier's steps."""
+    budgeted search when the validator can score the request (with repairs only where `repair_for` can read the
+    image, i.e. the embedded judge's world: otherwise the whole budget goes to candidates); otherwise one image at
+    the tier's steps."""
     if explicit is not None:
         k = candidates_for(explicit)
         return Search(k, steps, steps, k * steps)
@@ -250,7 +266,7 @@ def search_for(complexity: str | None, explicit: int | None, steps: int, step_ra
     cheap = min(high, max(low, round(steps * HIGH_CANDIDATE_FRACTION)))
     budget = HIGH_BUDGET * steps
     runs = max(1, budget // cheap)
-    repairs = min(HIGH_REPAIRS, runs - 1)
+    repairs = min(HIGH_REPAIRS, runs - 1) if can_repair else 0
     return Search(runs - repairs, cheap, steps, budget, early_stop=True, repairs=repairs, repair_steps=cheap)
 
 
