@@ -28,9 +28,14 @@ class Settings(BaseSettings):
     max_request_bytes: int = 100 * 1024 * 1024
     url_lifetime_s: int = 3600
     max_batch: int = 8
+    # CPU threads for the models (torch intra-op); 0 = auto: half the cores, the rest for the server's own work
+    # (engine/placement.py).
+    torch_threads: int = 0
     # A streamed answer sends an SSE comment (`: keep-alive`) when no event has gone out for this long.
     sse_keepalive_s: float = 15.0
-    job_workers: int = 2  # async jobs (POST /v1/jobs) run at most this many at once
+    # Async jobs (POST /v1/jobs, batch lines) run at most this many at once; 0 = auto: 2 one at a time
+    # (batch_invariant), max_batch when requests are batched, so that a batch's lines can share forward passes.
+    job_workers: int = 0
     # Hard masks: pixels outside the mask are always the input's own; this many pixels just inside its edge
     # mix the model's output into the original (a feathered seam). 0 = a hard edge.
     mask_blend_px: int = 0
@@ -63,6 +68,11 @@ class Settings(BaseSettings):
         values = {k: v for k, v in values.items() if f"PICTOR_{k.upper()}" not in os.environ}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def resolved_job_workers(self) -> int:
+        if self.job_workers > 0:
+            return self.job_workers
+        return 2 if self.batch_invariant else max(2, self.max_batch)
 
     def resolved_device(self) -> str:
         if self.device != "auto":

@@ -90,14 +90,18 @@ class Server:
         """(image records, blob files): what a refused request must not change."""
         return self.image_rows(), self.blob_files()
 
-    def model_output_hash(self, image_id: str) -> str:
-        """The audit log's hash of the model's pixels for an image, before its badge and watermark (which name the
-        image, so two images from one seed differ in them)."""
+    def audit_entry(self, image_id: str) -> dict:
+        """The image's audit entry, read from the database."""
         with closing(sqlite3.connect(self.data_dir / "pictor.db")) as connection:
             for (text,) in connection.execute("SELECT entry FROM audit_entries WHERE entry LIKE ?",
                                               (f'%"artifact_id":"{image_id}"%',)):
-                return json.loads(text)["pixels_hash"]
+                return json.loads(text)
         raise AssertionError(f"no audit entry for {image_id}")
+
+    def model_output_hash(self, image_id: str) -> str:
+        """The audit log's hash of the model's pixels for an image, before its badge and watermark (which name the
+        image, so two images from one seed differ in them)."""
+        return self.audit_entry(image_id)["pixels_hash"]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

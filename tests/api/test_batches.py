@@ -224,3 +224,28 @@ def test_a_batch_of_variations(client):
         assert made["seed"] == int(custom_id.removeprefix("v-")) and decode(made["b64_json"]).size == (64, 64)
     errors = read_jsonl(client, done.error_file_id)
     assert errors["no-image"]["response"]["body"]["error"]["param"] == "image"
+
+
+def test_a_line_whose_job_is_cancelled_counts_as_failed(client, http):
+    """A batch line is a job like any other: cancelling that job fails the line (counted, and said in the error
+    file), while the rest of the batch completes."""
+    from pictor.service.batches import line_job_id
+
+    heavy = {"size": "512x512", "quality": "high", "n": 2}
+    requests = [line(f"h-{i}", {"prompt": "three blue squares on a white background", **heavy}) for i in range(2)]
+    requests.append(line("cancelled", {"prompt": "a red heart", **SMALL}))
+    batch = client.batches.create(input_file_id=upload(client, requests).id, endpoint=GENERATIONS,
+                                  completion_window="24h")
+    job_id = line_job_id(batch.id, 2)
+    deadline = time.monotonic() + 60
+    while (answer := http.post(f"/v1/jobs/{job_id}/cancel")).status_code == 404:  # not queued yet
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert answer.json()["status"] == "cancelled", answer.text
+    done = wait_for(client, batch.id)
+    counts = done.request_counts
+    assert (done.status, counts.total, counts.completed, counts.failed) == ("completed", 3, 2, 1), done
+    errors = read_jsonl(client, done.error_file_id)
+    error = errors["cancelled"]["error"]
+    assert error["code"] == "request_cancelled" and job_id in error["message"]
+    assert sorted(read_jsonl(client, done.output_file_id)) == ["h-0", "h-1"]

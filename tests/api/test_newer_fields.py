@@ -357,7 +357,7 @@ def test_validation_chooses_a_better_candidate_on_a_prompt_set(client, server) -
     improved = 0
     for index, prompt in enumerate(MULTI_OBJECT_PROMPTS):
         seed = 100 + index
-        plain = client.images.generate(prompt=prompt, size="64x64", complexity="low", extra_body={"seed": seed})
+        plain = client.images.generate(prompt=prompt, size="64x64", complexity="medium", extra_body={"seed": seed})
         best = client.images.generate(prompt=prompt, size="64x64", extra_body={"seed": seed, "candidates": 3})
         low, high = plain.data[0].model_extra["validation"], best.data[0].model_extra["validation"]
         assert high["candidate_scores"][0] == low["score"] and high["candidates"] == 3
@@ -374,7 +374,7 @@ def test_validation_chooses_a_better_candidate_on_a_prompt_set(client, server) -
 
 def test_unmet_parts_of_the_prompt_are_named(client) -> None:
     result = client.images.generate(prompt="four green hearts and a brown star on a white background", size="64x64",
-                                    complexity="low", extra_body={"seed": 1})
+                                    complexity="medium", extra_body={"seed": 1})
     validation = result.data[0].model_extra["validation"]
     assert validation["status"] == "failed" and validation["score"] < 1 and validation["unmet"]
     assert all(isinstance(item, str) for item in validation["unmet"])

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from PIL import Image
 from png_chunks import png_chunk
 
+from pictor.engine.placement import cpu_threads
+
 from .helpers import Server, alpha_mask, decode, png_bytes, run_cli, start_server
 
 PROMPT = "a red circle in the top left on a white background"
@@ -281,6 +283,16 @@ def test_replay_remakes_the_same_pixels_and_erasure_stops_it(server, http):
     index = http.get(f"/v1/images/{image_id}/provenance").json()["audit_index"]
     done = run_cli("replay", str(index), "--data-dir", str(server.data_dir))
     assert done.returncode == 0 and "reproduced" in done.stdout, done.stdout + done.stderr
+    # The model's CPU threads are part of what made the pixels (engine/placement): recorded, and named when they
+    # differ; the server and replay both take half the cores by default.
+    assert server.audit_entry(image_id)["cpu_threads"] == cpu_threads(0)
+    other = max(cpu_threads(0) + 1, 2)
+    done = run_cli("replay", str(index), "--data-dir", str(server.data_dir),
+                   env={"PICTOR_TORCH_THREADS": str(other)})
+    if done.returncode == 1:  # most kernels sum in another order with more threads; a few do not
+        assert f"made with {cpu_threads(0)} CPU threads, replayed with {other}" in done.stdout, done.stdout
+    else:
+        assert "reproduced" in done.stdout, done.stdout + done.stderr
 
     mask = png_bytes(alpha_mask(64, 64, (0, 0, 32, 32)))
     masked_id, _ = edit(server, made, "a blue square", mask=mask)

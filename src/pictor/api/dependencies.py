@@ -42,7 +42,9 @@ def link_secret(data_dir: Path) -> bytes:
 def default_registry(settings: Settings) -> ModelRegistry:
     from pictor.embedded import WEIGHTS_DIR
     from pictor.engine.embedded_backend import EmbeddedBackend
+    from pictor.engine.placement import apply_cpu_threads
 
+    apply_cpu_threads(settings.torch_threads)  # before any model runs: the server and replay alike
     registry = ModelRegistry()
     backend = EmbeddedBackend(settings.embedded_model or WEIGHTS_DIR, device=settings.resolved_device(),
                               batch_invariant=settings.batch_invariant)
@@ -95,7 +97,7 @@ class Components:
             keyless = Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None)
         service = ImageService(registry, database, blobs, governance, settings.mask_blend_px,
                                settings.auto_edit_mask, ResultCache(settings.result_cache_mb * 1024 * 1024))
-        jobs = JobRunner(service, JobStore(database), blobs, settings.job_workers)
+        jobs = JobRunner(service, JobStore(database), blobs, settings.resolved_job_workers())
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
                    service=service, governance=governance,
                    provenance=ProvenanceService(database, blobs, governance),

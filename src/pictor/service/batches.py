@@ -269,6 +269,9 @@ class BatchRunner:
             elif job is not None and job.status == "failed" and job.error is not None:
                 row["response"] = {"status_code": error_status(job.error), "request_id": job.id,
                                    "body": {"error": job.error}}
+            elif job is not None and job.status == "cancelled" and final == "completed":  # its own job, cancelled
+                row["error"] = {"code": "request_cancelled", "message": f"This request's job ({job.id}) was cancelled "
+                                                                        "before it was completed."}
             else:  # cancelled, expired, or never queued
                 code = "batch_expired" if final == "expired" else "batch_cancelled"
                 row["error"] = {"code": code, "message": f"The batch was {final} before this request was "

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from pictor.core import Artifact, Decision, ImageJob, JobKind, new_image_id, sha256_hex
+from pictor.engine.placement import current_cpu_threads
 from pictor.engine.protocol import Capabilities, EngineRequest, EngineResult
 from pictor.engine.registry import ModelNotFound, ModelRegistry
 from pictor.governance import watermark
@@ -692,6 +693,7 @@ class ImageService:
                                "size": plan.size},
                 "parents": list(parent_ids), "weights_hash": backend.weights_hash,
                 "pixels_hash": pixels_hash(result.image), "device": backend.device.split(":")[0],
+                "cpu_threads": current_cpu_threads(),
                 "batch_invariant": backend.batch_invariant, "badge": badge.to_dict() if badge else None,
                 "watermark": marks.watermark, **({"cache": cache_states[position]} if cache_states else {}),
                 **self._newer_audit(plan, marks, extra)})

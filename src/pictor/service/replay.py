@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field, replace
 
 from pictor.core import ImageJob, JobKind
+from pictor.engine.placement import current_cpu_threads
 from pictor.governance.audit import salted_hash
 from pictor.service import validation
 from pictor.service.governance import pixels_hash
@@ -102,6 +103,9 @@ def replay(service: ImageService, index: int) -> ReplayReport:
         device = backend.device.split(":")[0]
         if device != entry.get("device"):
             report.reasons.append(f"made on {entry.get('device')}, replayed on {device}: kernels differ by device")
+        elif device == "cpu" and entry.get("cpu_threads") not in (None, current_cpu_threads()):
+            report.reasons.append(f"made with {entry['cpu_threads']} CPU threads, replayed with "
+                                  f"{current_cpu_threads()}: the sums run in another order (set torch_threads)")
         if not entry.get("batch_invariant", True):
             report.reasons.append("the server batched requests (batch_invariant off), so the result depended on "
                                   "what shared its batch")

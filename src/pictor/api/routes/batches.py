@@ -37,9 +37,9 @@ class BatchCreate(BaseModel):
 
 def batch_object(parts: Components, record: BatchRecord) -> dict[str, Any]:
     counts = parts.batches.store.counts(record.id)
-    failed = counts.get("refused", 0) + counts.get("failed", 0)
+    failed = counts.get("refused", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)  # a line's job, too
     if record.status in ("cancelled", "expired"):
-        failed += counts.get("cancelled", 0) + counts.get("pending", 0)
+        failed += counts.get("pending", 0)
     errors = {"object": "list", "data": record.errors} if record.errors else None
     return {"id": record.id, "object": "batch", "endpoint": record.endpoint, "errors": errors,
             "input_file_id": record.input_file_id, "completion_window": record.completion_window,
