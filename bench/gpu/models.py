@@ -24,7 +24,8 @@ WORKLOADS = {  # name -> (family, side, steps, guidance)
     "sdxl": ("sdxl", 1024, 30, 5.0),
     "flux-schnell": ("flux-schnell", 1024, 4, 0.0),
 }
-# The FLOP bound on one H200 from /work/shared/reference/performance.md (seconds per image, batch 1).
+# The FLOP bound on one H200, seconds per image at batch 1 (the project's performance reference,
+# shared/reference/performance.md).
 FLOP_BOUND_S = {"sd-turbo": 0.0042, "sdxl-turbo": 0.011, "sdxl": 0.53, "flux-schnell": 0.36}
 DEVICE = "cuda"
 SD_BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "steps_offset": 1}

@@ -37,6 +37,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import models  # noqa: E402
 
 PROMPTS = [f"a photo of a red cat number {i} on a blue background" for i in range(16)]
+# Loading a 12B FLUX (and T5-XXL) in bf16, compiling and warming it takes minutes, not the tests' 180 s.
+SERVER_STARTUP_S = 1200
 # --smoke: the same code on the CPU with the tests' tiny models, to check the benchmark itself anywhere.
 DEVICE, DTYPE = "cuda", torch.bfloat16
 
@@ -150,7 +152,8 @@ def pictor_http(folder: Path, family: str, side: int, runs: int, concurrency: in
                                          'dtype = "bf16"\n')
     server = start_server(scratch, {"PICTOR_MAX_BATCH": str(max_batch), "PICTOR_BATCH_INVARIANT": "false",
                                     "PICTOR_RESULT_CACHE_MB": "0"},
-                          ("--models", str(scratch / "models.toml"), "--keyless"))
+                          ("--models", str(scratch / "models.toml"), "--keyless"),
+                          startup_timeout_s=SERVER_STARTUP_S)
     body = {"model": "bench", "size": f"{side}x{side}", "quality": "medium", "output_format": "jpeg"}
     try:
         with httpx.Client(base_url=server.url, timeout=600) as client:
