@@ -88,3 +88,39 @@ def test_job_events_send_keep_alive_comments_at_the_configured_interval(keepaliv
     frames = [frame for frame in text.split("\n\n") if frame.strip()]
     assert ": keep-alive" in frames, frames[:5]
     assert frames[-1].startswith("event: job.succeeded")
+
+
+@pytest.fixture(scope="module")
+def batching_server(tmp_path_factory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("batching"), {"PICTOR_BATCH_INVARIANT": "false"})
+    yield running
+    running.stop()
+    assert "Traceback" not in running.log(), running.log()
+
+
+def test_disconnect_leaves_a_step_batch_and_the_others_finish(batching_server):
+    """With step-level batching the four images of a request run side by side in one batch: when the client goes
+    away they all leave it at the next step, and a request that shares the batch finishes as usual."""
+    server = batching_server
+    headers = {"authorization": f"Bearer {server.demo_key}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=120) as http:
+        _quick(http)
+        start, stopped = server.state(), _metric(server, "pictor_engine_calls_stopped")
+        body = {"prompt": PROMPT, "size": "1024x1024", "quality": "max", "n": 4, "stream": True,
+                "partial_images": 3}
+        with http.stream("POST", "/v1/images/generations", json=body) as response:
+            assert response.status_code == 200
+            partials = 0
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    assert line == "event: image_generation.partial_image"
+                    partials += 1
+                    if partials == 2:  # part way: all four images are in the running batch
+                        break
+        _quick(http)  # joins the batch (or what is left of it) and finishes
+        deadline = time.monotonic() + 30
+        while _metric(server, "pictor_engine_calls_stopped") - stopped < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert _metric(server, "pictor_engine_calls_stopped") - stopped == 4  # each image left at its next step
+    assert server.state()[0] - start[0] == 1  # only the quick request's image was stored
+    assert _metric(server, "pictor_queue_depth") == 0
