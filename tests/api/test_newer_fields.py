@@ -103,6 +103,14 @@ def test_svg_refusals_change_nothing(client, server) -> None:
     refused(lambda: client.images.generate(prompt="a red star", output_format="png", svg={"model": "vtracer"}), "svg")
     refused(lambda: client.images.generate(prompt="a red star", output_format="svg", svg={"model": "gpt-5"}),
             "svg.model")
+    refused(lambda: client.images.generate(prompt="a red star", output_format="svg", partial_images=2),
+            "partial_images")
+    opaque = refused(lambda: client.images.generate(prompt="a red star", output_format="svg",
+                                                    background="transparent"), "background")
+    assert "SVG" in opaque.body["message"]  # the format's rule, not the model's ability
+    refused(lambda: client.images.generate(prompt="a red star", output_format="svg", frame_count=4), "frame_count")
+    refused(lambda: client.images.edit(image=world_png(), prompt="make the circle green", output_format="svg",
+                                       background="transparent"), "background")
     assert server.state() == before
 
 
@@ -152,6 +160,18 @@ def test_gif_default_frame_count_and_refusals(client, server) -> None:
     mask = png_bytes(alpha_mask(128, 128, (0, 0, 64, 64)))
     refused(lambda: client.images.edit(image=world_png(), mask=mask, prompt="make the circle green",
                                        output_format="gif"), "mask")
+    markup = scribble(128, (20, 20, 40, 40), (40, 160, 70))
+    refused(lambda: client.images.edit(image=world_png(), markup=markup, prompt="change this", output_format="gif"),
+            "markup")
+    refused(lambda: client.images.generate(prompt="a star", output_format="gif", partial_images=2), "partial_images")
+    opaque = refused(lambda: client.images.generate(prompt="a star", output_format="gif", background="transparent"),
+                     "background")
+    assert "GIF" in opaque.body["message"]  # the format's rule, not the model's ability
+    refused(lambda: client.images.generate(prompt="a star", frame_duration_ms=100), "frame_duration_ms")
+    refused(lambda: client.images.generate(prompt="a star", output_format="png", frame_duration_ms=100,
+                                           background="transparent"), "frame_duration_ms")
+    refused(lambda: client.images.edit(image=world_png(), prompt="make the circle green", output_format="webp",
+                                       frame_count=3), "frame_count")
     assert server.state() == before
 
 
@@ -173,6 +193,32 @@ def test_markup_edit_changes_the_marked_object_in_the_stroke_colour(client, serv
     assert entry["task"] == "inpaint"
     circle = [o for o in detect(edited).objects if o.cell == (0, 0)]
     assert circle and circle[0].colour == "green", circle
+
+
+def test_markup_as_json_is_the_same_edit_as_multipart(client, server, http) -> None:
+    """The JSON form (`markup: {image_url}`) and the multipart file are one request: the same model output."""
+    source, markup = world_png(128), scribble(128, (20, 20, 40, 40), (40, 160, 70))
+    multipart = client.images.edit(image=source, markup=markup, prompt="change this", size="auto",
+                                   extra_body={"seed": 4})
+    body = {"images": [{"image_url": _data_url(source)}], "markup": {"image_url": _data_url(markup)},
+            "prompt": "change this", "size": "auto", "seed": 4}
+    answer = http.post("/v1/images/edits", json=body)
+    assert answer.status_code == 200, answer.text
+    as_json = answer.json()["data"][0]
+    file_id = multipart.data[0].model_extra["id"]
+    assert as_json["id"] != file_id
+    assert server.model_output_hash(as_json["id"]) == server.model_output_hash(file_id)
+    json_entry, file_entry = audit_entry(server, as_json["id"]), audit_entry(server, file_id)
+    assert json_entry["markup"] == file_entry["markup"] and json_entry["markup"]["colour"] == "green"
+    circle = [o for o in detect(np.asarray(decode(as_json["b64_json"]).convert("RGB"))).objects if o.cell == (0, 0)]
+    assert circle and circle[0].colour == "green", circle
+    # The JSON form is refused as the multipart one is: with a mask, and with GIF output.
+    before = server.state()
+    mask = png_bytes(alpha_mask(128, 128, (0, 0, 64, 64)))
+    for extra, param in (({"mask": {"image_url": _data_url(mask)}}, "markup"), ({"output_format": "gif"}, "markup")):
+        refusal = http.post("/v1/images/edits", json={**body, **extra})
+        assert refusal.status_code == 400 and refusal.json()["error"]["param"] == param, refusal.text
+    assert server.state() == before
 
 
 def test_markup_refusals_change_nothing(client, server, http) -> None:
@@ -197,18 +243,57 @@ def _data_url(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
-def test_markup_in_a_session_turn_edits_the_current_image(http) -> None:
-    session = http.post("/v1/sessions", json={}).json()["id"]
-    first = http.post(f"/v1/sessions/{session}/turns",
-                      json={"text": "start", "images": [_data_url(world_png(128))], "action": "edit",
-                            "markup": _data_url(scribble(128, (88, 88, 108, 108), (250, 214, 40))), "seed": 3})
-    assert first.status_code == 200, first.text
-    turn = first.json()
-    assert turn["action"] == "edit"
-    edited = np.asarray(decode(turn["image"]["b64_json"]).convert("RGB"))
-    original = np.asarray(Image.open(io.BytesIO(world_png(128))).convert("RGB"))
-    assert (edited[:48, :48] == original[:48, :48]).all() and (edited[80:, 80:] != original[80:, 80:]).any()
+def _turn(http, session: str, **fields) -> dict:
+    response = http.post(f"/v1/sessions/{session}/turns", json=fields)
+    assert response.status_code == 200, response.text
+    return response.json()
 
+
+def _pixels(turn: dict) -> np.ndarray:
+    return np.asarray(decode(turn["image"]["b64_json"]).convert("RGB"))
+
+
+def test_markup_in_a_session_turn_edits_the_current_image(server, http) -> None:
+    """Turn 1 brings the scene and marks the blue square in yellow; turn 2 brings no image, only "change this" and
+    green strokes over the red circle: it edits turn 1's image (the session's current one), not the upload."""
+    source = world_png(128)
+    original = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
+    session = http.post("/v1/sessions", json={}).json()["id"]
+    first = _turn(http, session, text="change this", images=[_data_url(source)], seed=3,
+                  markup=_data_url(scribble(128, (88, 88, 108, 108), (250, 214, 40))))
+    assert first["action"] == "edit" and first["parent"] is None
+    one = _pixels(first)
+    assert (one[:48, :48] == original[:48, :48]).all() and (one[80:, 80:] != original[80:, 80:]).any()
+
+    second = _turn(http, session, text="change this", seed=5,
+                   markup=_data_url(scribble(128, (20, 20, 40, 40), (40, 160, 70))))
+    assert second["action"] == "edit" and second["parent"] == first["id"]
+    assert second["inputs"][0] == first["image"]["id"] and second["uploads"] == []
+    lineage = http.get(f"/v1/images/{second['image']['id']}/lineage").json()
+    parents = [edge["parent"] for edge in lineage["edges"] if edge["child"] == second["image"]["id"]]
+    assert parents and parents[0] == first["image"]["id"], lineage
+    two = _pixels(second)
+    far = np.ones(two.shape[:2], dtype=bool)
+    far[:64, :64] = False  # everything outside the top-left quarter (the strokes and the circle's cell)
+    assert (two[far] == one[far]).all()  # turn 1's yellow square included, byte for byte
+    assert (two[:48, :48] != one[:48, :48]).any()
+    circle = [o for o in detect(two).objects if o.cell == (0, 0)]
+    assert circle and circle[0].colour == "green", circle
+    entry = audit_entry(server, second["image"]["id"])
+    assert entry["markup"]["colour"] == "green" and entry["task"] == "inpaint"
+    assert http.get(f"/v1/sessions/{session}").json()["current_turn"] == second["id"]
+
+    # markup with a mask in a turn: a 400 on markup, and neither an image, a blob nor a turn is stored.
+    before, turns = server.state(), len(http.get(f"/v1/sessions/{session}").json()["turns"])
+    mask = png_bytes(alpha_mask(128, 128, (0, 0, 64, 64)))
+    for images in ([], [_data_url(world_png(128))]):
+        answer = http.post(f"/v1/sessions/{session}/turns",
+                           json={"text": "change this", "images": images, "mask": _data_url(mask),
+                                 "markup": _data_url(scribble(128, (20, 20, 40, 40), (40, 160, 70)))})
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == "markup", answer.text
+    assert server.state() == before
+    after = http.get(f"/v1/sessions/{session}").json()
+    assert len(after["turns"]) == turns and after["current_turn"] == second["id"]
 
 
 def test_a_markup_edit_replays_to_the_same_pixels(client, server, http) -> None:
