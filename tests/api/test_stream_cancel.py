@@ -14,12 +14,16 @@ from .helpers import Server, start_server
 PROMPT = "a green triangle in the top left on a white background"
 
 
-@pytest.fixture(scope="module")
-def keepalive_server(tmp_path_factory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("keepalive"), {"PICTOR_SSE_KEEPALIVE_S": "0.2"})
+def _serving(tmp_path_factory, name: str, env: dict[str, str]) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp(name), env)
     yield running
     running.stop()
     assert "Traceback" not in running.log(), running.log()
+
+
+@pytest.fixture(scope="module")
+def keepalive_server(tmp_path_factory) -> Iterator[Server]:
+    yield from _serving(tmp_path_factory, "keepalive", {"PICTOR_SSE_KEEPALIVE_S": "0.2"})
 
 
 def _metric(server: Server, name: str) -> float:
@@ -92,10 +96,7 @@ def test_job_events_send_keep_alive_comments_at_the_configured_interval(keepaliv
 
 @pytest.fixture(scope="module")
 def batching_server(tmp_path_factory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("batching"), {"PICTOR_BATCH_INVARIANT": "false"})
-    yield running
-    running.stop()
-    assert "Traceback" not in running.log(), running.log()
+    yield from _serving(tmp_path_factory, "batching", {"PICTOR_BATCH_INVARIANT": "false"})
 
 
 def test_disconnect_leaves_a_step_batch_and_the_others_finish(batching_server):
