@@ -297,7 +297,7 @@ class ImageService:
             if previews and first_round:  # candidate 0 of each image streams its previews
                 callbacks = {i: self._preview_sink(loop, i, requests[i].steps or steps, partial_images, width,
                                                    height, job, on_partial) for i in range(min(job.n, len(requests)))}
-            return await self._made(plan, principal, worker, requests, callbacks, previews, cacheable)
+            return await self._made(plan, principal, worker, requests, callbacks, cacheable)
 
         loop = asyncio.get_running_loop()
         outcome = await self._search(plan, base_seed, make)
@@ -330,8 +330,7 @@ class ImageService:
     # ---- validation, candidates and animation (service/validation, service/animation) ----------
 
     async def _made(self, plan: Plan, principal: Principal, worker, requests: list[EngineRequest],
-                    callbacks: dict[int, Callable], previews: bool,
-                    cacheable: bool = True) -> tuple[list[EngineResult], list[str]]:
+                    callbacks: dict[int, Callable], cacheable: bool = True) -> tuple[list[EngineResult], list[str]]:
         """Run `requests` on the model, the exact result cache first when the job has a seed. A hit streams no
         partial images (upstream too may send the final image before the partials it was asked for), so streamed
         requests and async jobs, whose progress comes from previews, still reuse outputs. Cache states "hit" /

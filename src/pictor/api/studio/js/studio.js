@@ -26,8 +26,8 @@ export class Studio {
     this.refs = []; // {name, dataUrl}
     this.busy = false;
     this.modelsLoaded = false;
-    this.live = { controller: null, timer: null, pending: null, text: null, arrived: false, lastShownAt: 0, typedAt: new Map(), requests: 0,
-      aborted: 0, shown: 0, samples: [] };
+    this.live = { controller: null, timer: null, pending: null, text: null, arrived: false, lastShownAt: 0,
+      typedAt: new Map(), requests: 0, aborted: 0, shown: 0, samples: [] };
     this.partialsShown = 0;
     window.pictorLive = this.live; // read by the end-to-end tests and bench/studio_latency.py
     window.pictorStudio = this;
