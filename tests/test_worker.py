@@ -106,3 +106,32 @@ def test_previews_are_made_only_for_a_callback_that_wants_them():
     with_previews = backend.run([request], listening)[0]
     assert [preview.size for preview in seen] == [(64, 64)] * 3
     assert plain.image.tobytes() == with_previews.image.tobytes()
+
+
+@pytest.mark.parametrize("step_batching", [False, True])
+def test_a_progress_only_callback_counts_every_step_without_previews(step_batching):
+    """A callback with `wants_previews = False` (an async job's progress) is called at every step through the
+    worker, one at a time or step-batched, with no preview made; one that wants previews beside it still gets them."""
+    backend = EmbeddedBackend(batch_invariant=not step_batching)
+    running = ModelWorker(backend, batch_wait_s=0.05, step_batching=step_batching)
+    counted: list = []
+    shown: list = []
+
+    def counting(step: int, total: int, preview) -> None:
+        counted.append((step, total, preview))
+
+    def showing(step: int, total: int, preview) -> None:
+        shown.append(preview)
+
+    counting.wants_previews = False
+    try:
+        quiet = EngineRequest("generate", "a red star on a white background", 64, 64, seed=1, steps=4)
+        loud = EngineRequest("generate", "a blue circle on a white background", 64, 64, seed=2, steps=4)
+        first, second = running.submit(quiet, counting), running.submit(loud, showing)
+        wait([first, second], timeout=60)
+        assert first.result().image.size == second.result().image.size == (64, 64)
+    finally:
+        running.close()
+    assert [(step, total) for step, total, _ in counted] == [(0, 4), (1, 4), (2, 4), (3, 4)]
+    assert all(preview is None for _, _, preview in counted)
+    assert [preview.size for preview in shown] == [(64, 64)] * 4

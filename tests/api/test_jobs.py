@@ -279,3 +279,20 @@ def test_jobs_that_cannot_be_resumed_fail_with_a_reason(tmp_path):
     failed = store.get_job(tenant, "job_lost")
     assert failed.status == "failed" and failed.error["code"] == "job_inputs_lost", failed.error
     database.close()
+
+
+def test_progress_only_rises_while_reports_race(tmp_path):
+    """Progress reports of a job's images are written from threads and may land out of order: the stored value
+    never goes back (a restart's new run starts again from 0 when it claims the job)."""
+    database = Database(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store = JobStore(database)
+    tenant = database.create_tenant("P").id
+    store.add_job("job_p", tenant, None, "/v1/images/generations", SMALL, [], 0, {})
+    assert store.claim_job("job_p") is not None
+    for value, expected in ((0.5, 0.5), (0.25, 0.5), (0.75, 0.75)):
+        store.set_job_progress("job_p", value)
+        assert store.get_job(tenant, "job_p").progress == expected
+    assert store.finish_job("job_p", "queued")
+    assert store.claim_job("job_p").progress == 0
+    store.set_job_progress("job_p", 0.25)
+    assert store.get_job(tenant, "job_p").progress == 0.25

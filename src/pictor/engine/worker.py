@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from pictor.engine.protocol import Backend, EngineRequest, EngineResult
+from pictor.engine.protocol import Backend, EngineRequest, EngineResult, wants_previews
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +174,10 @@ class ModelWorker:
         if callback is None:
             return None
 
-        def on_step(index: int, step: int, total: int, preview: Image.Image) -> None:
+        def on_step(index: int, step: int, total: int, preview: Image.Image | None) -> None:
             callback(step, total, preview)
 
+        on_step.wants_previews = wants_previews(callback)  # type: ignore[attr-defined]
         return on_step
 
     def _run(self, items: list[_Item]) -> None:
@@ -184,10 +185,12 @@ class ModelWorker:
             if all(item.future.abandoned for item in items):
                 raise StepCancelled
             callback = items[index].on_step
-            if callback is not None and preview is not None:
+            # A callback that only counts steps (progress) says so with `wants_previews = False`: it is called
+            # every step without a preview, and none is made for it.
+            if callback is not None and (preview is not None or not wants_previews(callback)):
                 callback(step, total, preview)
 
-        on_step.wants_previews = any(item.on_step is not None for item in items)  # type: ignore[attr-defined]
+        on_step.wants_previews = any(wants_previews(item.on_step) for item in items)  # type: ignore[attr-defined]
 
         started = time.perf_counter()
         try:

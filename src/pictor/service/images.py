@@ -283,8 +283,11 @@ class ImageService:
         return [canvas, *sources[1:]], placed.ring, placed.to_dict()
 
     async def run(self, job: ImageJob | Plan, principal: Principal,
-                  on_partial: Callable[[PartialImage], None] | None = None, partial_images: int = 0) -> ImagesResult:
-        """Make, store and describe the job's images; previews go to `on_partial` if asked for."""
+                  on_partial: Callable[[PartialImage], None] | None = None, partial_images: int = 0,
+                  encode_partials: bool = True) -> ImagesResult:
+        """Make, store and describe the job's images; previews go to `on_partial` if asked for (without their
+        pixels when `encode_partials` is false: a caller that only counts them, for progress, gets empty `data`
+        and the model makes no preview images at all)."""
         plan = job if isinstance(job, Plan) else await self.prepare(job, principal)
         job, width, height, sources, steps = plan.job, plan.width, plan.height, plan.sources, plan.steps
         base_seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
@@ -296,7 +299,8 @@ class ImageService:
             callbacks = {}
             if previews and first_round:  # candidate 0 of each image streams its previews
                 callbacks = {i: self._preview_sink(loop, i, requests[i].steps or steps, partial_images, width,
-                                                   height, job, on_partial) for i in range(min(job.n, len(requests)))}
+                                                   height, job, on_partial, encode_partials)
+                             for i in range(min(job.n, len(requests)))}
             return await self._made(plan, principal, worker, requests, callbacks, cacheable)
 
         loop = asyncio.get_running_loop()
@@ -614,16 +618,20 @@ class ImageService:
         return width, height, sources, mask
 
     def _preview_sink(self, loop: asyncio.AbstractEventLoop, index: int, steps: int, partial_images: int,
-                      width: int, height: int, job: ImageJob, on_partial: Callable[[PartialImage], None]):
+                      width: int, height: int, job: ImageJob, on_partial: Callable[[PartialImage], None],
+                      encode_partials: bool = True):
         wanted = sorted({max(0, round(steps * (k + 1) / (partial_images + 1)) - 1) for k in range(partial_images)})
         counter = iter(range(partial_images))
 
-        def on_step(step: int, total: int, preview: Image.Image) -> None:
+        def on_step(step: int, total: int, preview: Image.Image | None) -> None:
             if step in wanted and step < total - 1:
-                data = encode(preview.resize((width, height), Image.Resampling.BILINEAR), job.output_format,
-                              min(job.output_compression, 80))
+                data = b""
+                if encode_partials:
+                    data = encode(preview.resize((width, height), Image.Resampling.BILINEAR), job.output_format,
+                                  min(job.output_compression, 80))
                 loop.call_soon_threadsafe(on_partial, PartialImage(index, next(counter), data))
 
+        on_step.wants_previews = encode_partials  # type: ignore[attr-defined]
         return on_step
 
     def _store(self, plan: Plan, principal: Principal, results: list[EngineResult],

@@ -29,7 +29,7 @@ from pictor.storage.database import JOB_TERMINAL, JobRecord, JobStore, QueueHead
 log = logging.getLogger(__name__)
 
 JobParser = Callable[[str, dict[str, Any], str], ImageJob]  # (endpoint, request body, tenant id) -> ImageJob
-PROGRESS_PREVIEWS = 3  # step callbacks that report progress per image (previews at 1/4, 2/4, 3/4 of the steps)
+PROGRESS_PREVIEWS = 3  # progress reports per image (at 1/4, 2/4, 3/4 of the steps; no preview pixels made)
 MAX_ATTEMPTS = 3  # a job that was running during this many crashes is failed, not started again
 IDLE_POLL_S = 2.0
 BLOB_MIN_CHARS = 256  # data URLs shorter than this stay inline
@@ -221,7 +221,7 @@ class JobRunner:
             job = self._parse(record.endpoint, request, record.tenant_id)
             plan = await self.service.prepare(job, principal)
             result = await self.service.run(plan, principal, on_partial=self._progress_sink(record.id, job.n),
-                                            partial_images=PROGRESS_PREVIEWS)
+                                            partial_images=PROGRESS_PREVIEWS, encode_partials=False)
         except asyncio.CancelledError:
             if record.id not in self._cancelled:  # a server stop, not a client: run it again next time
                 await asyncio.shield(asyncio.to_thread(self.store.finish_job, record.id, "queued"))

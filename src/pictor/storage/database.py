@@ -844,8 +844,10 @@ class JobStore:
             return _job(session.scalars(select(ImageJobRow).where(ImageJobRow.id == job_id)).one())
 
     def set_job_progress(self, job_id: str, progress: float) -> None:
+        """Raise a running job's progress (never lower it: reports of several images may be written out of order)."""
         with self._transaction() as session:
-            session.execute(update(ImageJobRow).where(ImageJobRow.id == job_id, ImageJobRow.status == "running")
+            session.execute(update(ImageJobRow).where(ImageJobRow.id == job_id, ImageJobRow.status == "running",
+                                                      ImageJobRow.progress < progress)
                             .values(progress=progress))
 
     def finish_job(self, job_id: str, status: str, *, from_status: Sequence[str] = ("running",),
