@@ -520,8 +520,9 @@ class ImageService:
                   "blend": self.mask_blend_px, "auto_mask": self.auto_edit_mask}
         # The engine request's own inputs too: markup, composition and automatic edit masks derive the prompt, mask
         # and canvas the model sees from the job, so the job's fields alone would let two different edits collide.
-        return [cache_key(**common, steps=request.steps or plan.steps, seed=request.seed, **engine_inputs(request))
-                for request in requests]
+        digests: dict[int, str] = {}  # the candidates of one request share their canvas and mask objects
+        return [cache_key(**common, steps=request.steps or plan.steps, seed=request.seed,
+                          **engine_inputs(request, digests)) for request in requests]
 
     def _lookup(self, keys: list[str], requests: list[EngineRequest]) -> list[EngineResult | None]:
         """The cached outputs as engine results (None for a miss); their model time is the lookup's own."""

@@ -141,8 +141,7 @@ class JobRunner:
         hashes: list[str] = []
         stored = await asyncio.to_thread(externalise, request, self.blobs, hashes)
         record = await asyncio.to_thread(self.store.add_job, job_id or new_job_id(), principal.tenant_id,
-                                         principal.key_id,
-                                         endpoint, stored, hashes, priority, metadata or {})
+                                         principal.key_id, endpoint, stored, hashes, priority, metadata or {})
         self._wake.set()
         return record
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from pictor.engine.protocol import EngineRequest
+from pictor.service.governance import pixels_hash
 
 
 @dataclass(frozen=True)
@@ -42,22 +43,22 @@ def cache_key(**fields: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def image_digest(image: Image.Image | None) -> str | None:
-    """The pixels' identity (mode, size and bytes): what the model sees, whatever file they came from."""
-    if image is None:
-        return None
-    digest = hashlib.sha256(f"{image.mode}:{image.width}x{image.height}:".encode())
-    digest.update(image.tobytes())
-    return digest.hexdigest()
-
-
-def engine_inputs(request: EngineRequest) -> dict[str, object]:
+def engine_inputs(request: EngineRequest, digests: dict[int, str] | None = None) -> dict[str, object]:
     """The key fields of what the engine is handed, beyond the job's own: the prompt, canvas and mask the service
-    derived (markup, composition, automatic edit masks, a GIF's scene without its motion) and the sampling knobs."""
+    derived (markup, composition, automatic edit masks, a GIF's scene without its motion) and the sampling knobs.
+    `digests` (by image object) spares hashing the same canvas again for every candidate of one request."""
+    known = {} if digests is None else digests
+
+    def digest(image: Image.Image | None) -> str | None:
+        if image is None:
+            return None
+        if id(image) not in known:
+            known[id(image)] = pixels_hash(image)
+        return known[id(image)]
+
     return {"engine_task": request.task, "engine_prompt": request.prompt, "width": request.width,
             "height": request.height, "guidance": request.guidance, "transparent": request.transparent,
-            "engine_images": [image_digest(image) for image in request.images],
-            "engine_mask": image_digest(request.mask)}
+            "engine_images": [digest(image) for image in request.images], "engine_mask": digest(request.mask)}
 
 
 class ResultCache:
