@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 import time
-from contextlib import closing
 
 import httpx
 import pytest
@@ -37,14 +35,6 @@ def model_ms(response: httpx.Response) -> float:
     return float(response.headers["server-timing"].split("model;dur=")[1].split(",")[0])
 
 
-def audit_entry(server: Server, image_id: str) -> dict:
-    with closing(sqlite3.connect(server.data_dir / "pictor.db")) as connection:
-        for (text,) in connection.execute("SELECT entry FROM audit_entries WHERE entry LIKE ?",
-                                          (f'%"artifact_id":"{image_id}"%',)):
-            return json.loads(text)
-    raise AssertionError(f"no audit entry for {image_id}")
-
-
 def test_repeated_seeded_request_hits_and_is_a_new_image(server, http):
     first = post(server, BASE)
     second = post(server, BASE)
@@ -53,7 +43,7 @@ def test_repeated_seeded_request_hits_and_is_a_new_image(server, http):
     one, two = first.json()["data"][0], second.json()["data"][0]
     assert one["id"] != two["id"]
     assert base64.b64decode(one["b64_json"]) != base64.b64decode(two["b64_json"])  # its own watermark and manifest
-    entry_one, entry_two = audit_entry(server, one["id"]), audit_entry(server, two["id"])
+    entry_one, entry_two = server.audit_entry(one["id"]), server.audit_entry(two["id"])
     assert entry_one["cache"] == "miss" and entry_two["cache"] == "hit"
     assert entry_one["pixels_hash"] == entry_two["pixels_hash"]  # the same model output underneath
     assert entry_one["watermark"]["payload"] != entry_two["watermark"]["payload"]
@@ -78,7 +68,7 @@ def test_unseeded_requests_never_hit(server):
     for _ in range(2):
         response = post(server, body)
         assert cache_state(response) is None
-        assert audit_entry(server, response.json()["data"][0]["id"]).get("cache") is None
+        assert server.audit_entry(response.json()["data"][0]["id"]).get("cache") is None
 
 
 @pytest.mark.parametrize("change", [{"prompt": "a small red triangle in the center on a yellow background"},
@@ -171,7 +161,7 @@ def test_streamed_requests_and_jobs_reuse_a_cached_output(server, http):
     assert [event["type"] for event in made].count("image_generation.partial_image") >= 1
     again = _stream_events(server, body)
     assert [event["type"] for event in again] == ["image_generation.completed"]
-    assert audit_entry(server, again[-1]["id"])["cache"] == "hit"
+    assert server.audit_entry(again[-1]["id"])["cache"] == "hit"
     assert server.model_output_hash(again[-1]["id"]) == server.model_output_hash(made[-1]["id"])
     job = http.post("/v1/jobs", json={"request": {k: v for k, v in body.items() if k != "partial_images"}}).json()
     for _ in range(600):
@@ -180,4 +170,4 @@ def test_streamed_requests_and_jobs_reuse_a_cached_output(server, http):
             break
         time.sleep(0.1)
     assert job["status"] == "succeeded" and job["progress"] == 1, job
-    assert audit_entry(server, job["result"]["data"][0]["id"])["cache"] == "hit"
+    assert server.audit_entry(job["result"]["data"][0]["id"])["cache"] == "hit"

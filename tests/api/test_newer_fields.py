@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import sqlite3
-from contextlib import closing
 
 import numpy as np
 import openai
@@ -28,14 +25,6 @@ MULTI_OBJECT_PROMPTS = [
     "two purple diamonds on a white background",
     "an orange triangle above a blue square on a white background",
 ]
-
-
-def audit_entry(server, image_id: str) -> dict:
-    with closing(sqlite3.connect(server.data_dir / "pictor.db")) as connection:
-        for (text,) in connection.execute("SELECT entry FROM audit_entries WHERE entry LIKE ?",
-                                          (f'%"artifact_id":"{image_id}"%',)):
-            return json.loads(text)
-    raise AssertionError(f"no audit entry for {image_id}")
 
 
 def refused(call, param: str) -> openai.BadRequestError:
@@ -89,7 +78,7 @@ def test_svg_is_a_signed_vector_rendition_within_a_small_pixel_error(client, ser
     provenance = http.get(f"/v1/images/{image_id}/provenance").json()["c2pa"]
     assert provenance["validation_state"] in ("Trusted", "Valid"), provenance
     assert http.get(f"/v1/images/{image_id}/content").headers["content-type"] == "image/svg+xml"
-    entry = audit_entry(server, image_id)
+    entry = server.audit_entry(image_id)
     assert entry["watermark"] is None and "SVG" in entry["watermark_reason"]
     assert entry["parameters"]["output_format"] == "svg"
 
@@ -140,7 +129,7 @@ def test_gif_frames_show_the_described_motion_of_one_scene(client, server, http)
     assert validation["frames"]["plate"] in ("model", "background fit")
     image_id = result.data[0].model_extra["id"]
     assert http.get(f"/v1/images/{image_id}/provenance").json()["c2pa"]["validation_state"] in ("Trusted", "Valid")
-    entry = audit_entry(server, image_id)
+    entry = server.audit_entry(image_id)
     assert entry["gif"] == {"frame_count": 6, "frame_duration_ms": 120} and entry["watermark"] is None
     assert result.usage.model_extra["compute"]["model_runs"] >= 2  # the first frame and the background plate(s)
 
@@ -187,7 +176,7 @@ def test_markup_edit_changes_the_marked_object_in_the_stroke_colour(client, serv
     original = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
     assert (edited[64:, 64:] == original[64:, 64:]).all()  # the blue square, far from the strokes, byte for byte
     assert (edited[:48, :48] != original[:48, :48]).any()
-    entry = audit_entry(server, result.data[0].model_extra["id"])
+    entry = server.audit_entry(result.data[0].model_extra["id"])
     assert entry["markup"]["colour"] == "green" and entry["markup"]["prompt"].endswith("green circle")
     assert entry["markup"]["targets"] == ["a large red circle in the top left"]
     assert entry["task"] == "inpaint"
@@ -208,7 +197,7 @@ def test_markup_as_json_is_the_same_edit_as_multipart(client, server, http) -> N
     file_id = multipart.data[0].model_extra["id"]
     assert as_json["id"] != file_id
     assert server.model_output_hash(as_json["id"]) == server.model_output_hash(file_id)
-    json_entry, file_entry = audit_entry(server, as_json["id"]), audit_entry(server, file_id)
+    json_entry, file_entry = server.audit_entry(as_json["id"]), server.audit_entry(file_id)
     assert json_entry["markup"] == file_entry["markup"] and json_entry["markup"]["colour"] == "green"
     circle = [o for o in detect(np.asarray(decode(as_json["b64_json"]).convert("RGB"))).objects if o.cell == (0, 0)]
     assert circle and circle[0].colour == "green", circle
@@ -279,7 +268,7 @@ def test_markup_in_a_session_turn_edits_the_current_image(server, http) -> None:
     assert (two[:48, :48] != one[:48, :48]).any()
     circle = [o for o in detect(two).objects if o.cell == (0, 0)]
     assert circle and circle[0].colour == "green", circle
-    entry = audit_entry(server, second["image"]["id"])
+    entry = server.audit_entry(second["image"]["id"])
     assert entry["markup"]["colour"] == "green" and entry["task"] == "inpaint"
     assert http.get(f"/v1/sessions/{session}").json()["current_turn"] == second["id"]
 
@@ -417,7 +406,7 @@ def test_high_complexity_searches_and_repairs_within_three_times_the_compute(cli
         assert validation["status"] == "failed" and "repair" not in validation
         assert validation["score"] == max(scores) == scores[validation["chosen"]]
     image_id = result.data[0].model_extra["id"]
-    entry = audit_entry(server, image_id)
+    entry = server.audit_entry(image_id)
     assert entry["validation"] == validation and entry["parameters"]["steps"] == validation["steps"]
     actions = [a["action"] for a in http.get(f"/v1/images/{image_id}/provenance").json()["c2pa"]["actions"]]
     assert ("c2pa.edited" in actions) is (outcome == "repaired"), actions
@@ -451,7 +440,7 @@ def test_validation_chooses_a_better_candidate_on_a_prompt_set(client, server) -
             assert server.model_output_hash(best.data[0].model_extra["id"]) == \
                 server.model_output_hash(plain.data[0].model_extra["id"])
         improved += high["score"] > low["score"]
-        entry = audit_entry(server, best.data[0].model_extra["id"])
+        entry = server.audit_entry(best.data[0].model_extra["id"])
         assert entry["validation"] == high and entry["candidates"] == 3
         assert best.usage.model_extra["compute"]["denoising_steps"] <= 3 * STEPS_BY_QUALITY["medium"]
     assert improved >= 1
