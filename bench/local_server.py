@@ -30,8 +30,9 @@ def model_ms(response: httpx.Response) -> float:
 
 
 @contextmanager
-def local_server(extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """`pictor serve --keyless` until the block ends; yields its base URL once /readyz answers 200."""
+def local_server(extra_env: dict[str, str] | None = None, processes: list | None = None) -> Iterator[str]:
+    """`pictor serve --keyless` until the block ends; yields its base URL once /readyz answers 200. The server's
+    process is appended to `processes`, when given (for its memory figures)."""
     with tempfile.TemporaryDirectory() as data, socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -40,6 +41,8 @@ def local_server(extra_env: dict[str, str] | None = None) -> Iterator[str]:
         process = subprocess.Popen([sys.executable, "-m", "pictor.cli", "serve", "--keyless", "--port", str(port),
                                     "--data-dir", data], env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
+        if processes is not None:
+            processes.append(process)
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + READY_TIMEOUT_S

@@ -1,66 +1,84 @@
-"""A short CPU training run: the loss falls, and a resumed run is the run it continues."""
+"""A short CPU training run of both stages: the losses fall, and a resumed run is the run it continues."""
 
 import numpy as np
 import torch
 
-from pictor.embedded.data import DataConfig, batches, make_batch
-from pictor.embedded.train import ModelConfig, TrainConfig, export_checkpoint, train
+from pictor.embedded.data import DataConfig, autoencoder_batch, make_examples
+from pictor.embedded.train import AutoencoderConfig, TrainConfig, TransformerConfig, export_checkpoint, train
 from pictor.engine.loading import load_model_folder
 
-TINY = ModelConfig(channels=(16, 32, 32), text_width=32, text_layers=1, heads=2)
+
+def tiny_config(autoencoder_steps: int, transformer_steps: int) -> TrainConfig:
+    return TrainConfig(
+        seed=3, checkpoint_every=10, device="cpu",
+        autoencoder=AutoencoderConfig(steps=autoencoder_steps, batch_size=8, learning_rate=2e-3, warmup_steps=5,
+                                      width=32),
+        transformer=TransformerConfig(steps=transformer_steps, batch_size=8, learning_rate=2e-3, warmup_steps=5,
+                                      width=32, layers=1, heads=2, text_width=32, text_layers=1, text_heads=2),
+        data=DataConfig(field=48, max_objects=2))
 
 
-def tiny_config(steps: int, **extra) -> TrainConfig:
-    return TrainConfig(seed=3, steps=steps, batch_size=8, learning_rate=2e-3, warmup_steps=5,
-                       checkpoint_every=10, device="cpu", model=TINY,
-                       data=DataConfig(resolution=32, max_objects=2), **extra)
-
-
-def test_loss_falls_and_the_export_loads(tmp_path):
-    log = train(tiny_config(80), tmp_path / "run", export_to=tmp_path / "model", progress=False)
-    losses = [loss for _, loss in log]
-    assert len(losses) == 80
-    assert np.mean(losses[-15:]) < 0.7 * np.mean(losses[:5])
+def test_losses_fall_and_the_export_loads(tmp_path):
+    logs = train(tiny_config(60, 60), tmp_path / "run", export_to=tmp_path / "model", progress=False)
+    autoencoder = [loss for _, loss, _ in logs["autoencoder"]]
+    transformer = [loss for _, loss in logs["transformer"]]
+    assert len(autoencoder) == 60 and len(transformer) == 60
+    assert np.mean(autoencoder[-10:]) < 0.7 * np.mean(autoencoder[:5])
+    assert np.mean(transformer[-10:]) < 0.9 * np.mean(transformer[:5])
     pipe = load_model_folder(tmp_path / "model")
-    assert pipe("a red circle", seed=0).images[0].size == (32, 32)
+    assert pipe("a red circle", seed=0).images[0].size == (48, 48)
+    assert pipe("a red circle", width=200, height=120, seed=0).images[0].size == (200, 120)
 
 
 def test_resuming_reproduces_the_uninterrupted_run(tmp_path):
-    train(tiny_config(20), tmp_path / "straight", progress=False)
-    train(tiny_config(20), tmp_path / "resumed", progress=False, stop_at=10)
-    train(tiny_config(20), tmp_path / "resumed", progress=False)
-    a = export_checkpoint(tmp_path / "straight", tmp_path / "a").unet.state_dict()
-    b = export_checkpoint(tmp_path / "resumed", tmp_path / "b").unet.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    train(tiny_config(8, 12), tmp_path / "straight", progress=False)
+    train(tiny_config(8, 12), tmp_path / "resumed", progress=False, stop_at=5)  # the autoencoder's step 5
+    train(tiny_config(8, 12), tmp_path / "resumed", progress=False, stop_at=10)  # its end, then the transformer's 10
+    train(tiny_config(8, 12), tmp_path / "resumed", progress=False)
+    a = export_checkpoint(tmp_path / "straight", tmp_path / "a")
+    b = export_checkpoint(tmp_path / "resumed", tmp_path / "b")
+    for part in ("autoencoder", "transformer", "text_encoder"):
+        left, right = getattr(a, part).state_dict(), getattr(b, part).state_dict()
+        assert all(torch.equal(left[k], right[k]) for k in left), part
 
 
 def test_batches_are_a_function_of_seed_and_step():
-    config = DataConfig(resolution=32)
-    first, again, other = make_batch(1, 5, 6, config), make_batch(1, 5, 6, config), make_batch(1, 6, 6, config)
-    assert torch.equal(first.target, again.target) and first.texts == again.texts
-    assert not torch.equal(first.target, other.target)
-    assert set(first.task.tolist()) <= {0, 1, 2}
-
-
-def test_worker_processes_render_the_same_batches_in_the_same_order():
-    config = DataConfig(resolution=32)
-    direct = list(batches(2, 3, 9, 4, config))
-    parallel = list(batches(2, 3, 9, 4, config, workers=2))
-    assert [b.texts for b in parallel] == [b.texts for b in direct]
-    assert all(torch.equal(a.target, b.target) and torch.equal(a.condition, b.condition)
-               for a, b in zip(direct, parallel))
+    config = DataConfig(field=48)
+    first, again = autoencoder_batch(1, 5, 6, config, 6.0), autoencoder_batch(1, 5, 6, config, 6.0)
+    other = autoencoder_batch(1, 6, 6, config, 6.0)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1]["distance"], again[1]["distance"])
+    assert not torch.equal(first[0], other[0])
+    examples, same = make_examples(1, 5, 12, config), make_examples(1, 5, 12, config)
+    assert [e.text for e in examples] == [e.text for e in same]
+    assert {e.task for e in make_examples(1, 7, 64, config)} == {"generate", "edit", "inpaint"}
 
 
 def test_a_model_over_the_file_limit_ships_in_shards(tmp_path):
     """Weights are split into files under a size limit (16 MiB in the package) and load back whole."""
     from pictor.embedded.tokenizer import WorldTokenizer
-    from pictor.embedded.train import build_models, export_pipeline
+    from pictor.embedded.train import build_autoencoder, build_generator, export_pipeline
 
+    config = tiny_config(1, 1)
     tokenizer = WorldTokenizer.build()
-    unet, text_encoder = build_models(tiny_config(1), tokenizer)
-    export_pipeline(unet, text_encoder, tokenizer, tmp_path / "model", max_shard_size="50KB")
-    shards = sorted((tmp_path / "model" / "unet").glob("*.safetensors"))
-    assert len(shards) > 1 and all(path.stat().st_size < 60_000 for path in shards)
-    loaded = load_model_folder(tmp_path / "model").unet.state_dict()
-    original = unet.half().state_dict()
+    autoencoder = build_autoencoder(config)
+    transformer, text_encoder = build_generator(config, tokenizer, autoencoder)
+    export_pipeline(autoencoder, transformer, text_encoder, tokenizer, tmp_path / "model", max_shard_size="10KB")
+    shards = sorted((tmp_path / "model" / "transformer").glob("*.safetensors"))
+    assert len(shards) > 1 and all(path.stat().st_size < 14_000 for path in shards)
+    loaded = load_model_folder(tmp_path / "model").transformer.state_dict()
+    original = transformer.half().state_dict()
     assert all(torch.equal(loaded[k].half(), original[k]) for k in original)
+
+
+def test_a_new_run_goes_on_from_an_exported_model(tmp_path):
+    """A later phase starts from committed weights (no checkpoints of the first run needed): its transformer
+    begins where the export left off, so its first losses are those of a trained model, not of a new one."""
+    first = train(tiny_config(30, 40), tmp_path / "first", export_to=tmp_path / "model", progress=False)
+    later = tiny_config(30, 50)
+    later.transformer.schedule_from = 40
+    logs = train(later, tmp_path / "later", export_to=tmp_path / "model2", progress=False,
+                 init_from=tmp_path / "model")
+    assert len(logs["transformer"]) == 10 and logs["autoencoder"] == []
+    fresh = [loss for _, loss in first["transformer"][:5]]
+    assert np.mean([loss for _, loss in logs["transformer"][:5]]) < 0.95 * np.mean(fresh)
+    assert load_model_folder(tmp_path / "model2")("a red circle", seed=0).images[0].size == (48, 48)

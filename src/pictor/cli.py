@@ -58,13 +58,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pictor.embedded.train import TrainConfig, train
 
     config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    if args.autoencoder_steps:
+        config.autoencoder.steps = args.autoencoder_steps
     if args.steps:
-        config.steps = args.steps
+        config.transformer.steps = args.steps
     if args.device:
         config.device = args.device
-    if args.stop_at:
-        config.stop_at = args.stop_at
-    train(config, args.run, export_to=args.export)
+    train(config, args.run, export_to=args.export, stop_at=args.stop_at, init_from=args.init_from)
     return 0
 
 
@@ -72,7 +72,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pictor.embedded.evaluate import results_markdown, run_benchmark
 
     result = run_benchmark(_load(args.model), per_category=args.per_category, edits=args.edits,
-                           inpaints=args.inpaints, max_objects=args.max_objects)
+                           inpaints=args.inpaints, max_objects=args.max_objects, resolution=args.resolution)
     if args.steps_sweep:
         from pictor.embedded.evaluate import steps_sweep
 
@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="a diffusers-format model folder (default: the embedded model)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--steps", type=int, default=12, help="denoising steps")
-        p.add_argument("--guidance", type=float, default=4.0, help="text guidance scale")
+        p.add_argument("--guidance", type=float, default=3.0, help="text guidance scale")
         p.add_argument("-o", "--output", default="pictor.png")
 
     gen = sub.add_parser("generate", help="make an image from a prompt")
@@ -431,9 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="TOML training config (see configs/)")
     train.add_argument("--run", default="runs/embedded", help="folder for checkpoints and logs (resumes)")
     train.add_argument("--export", help="write the trained pipeline folder here")
-    train.add_argument("--steps", type=int, help="override the config's step count")
+    train.add_argument("--autoencoder-steps", type=int, help="override the config's autoencoder steps")
+    train.add_argument("--init-from", help="a new run starts from this exported model folder (its weights, at the "
+                                           "config's transformer.schedule_from)")
+    train.add_argument("--steps", type=int, help="override the config's transformer steps")
     train.add_argument("--device", help="cpu / cuda (default: the config's)")
-    train.add_argument("--stop-at", type=int, help="end at this step without changing the schedule")
+    train.add_argument("--stop-at", type=int,
+                       help="end this session at this step of the stage it is in, without changing the schedule")
     train.set_defaults(func=cmd_train)
 
     bench = sub.add_parser("bench-embedded", help="score the embedded model with the world's judge")
@@ -444,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-objects", type=int, default=2, help="objects per edit/inpaint scene")
     bench.add_argument("--output", help="results path stem, e.g. bench/results/embedded-cpu")
     bench.add_argument("--title", default="Embedded model benchmark")
-    bench.add_argument("--steps-sweep", action="store_true", help="also score 2, 4, 8, 12 and 20 sampling steps")
+    bench.add_argument("--resolution", type=int, default=256, help="side of the images made and judged")
+    bench.add_argument("--steps-sweep", action="store_true", help="also score 1, 2, 4, 8 and 11 decoding rounds")
     bench.set_defaults(func=cmd_bench)
 
     serve = sub.add_parser("serve", help="run the HTTP API (OpenAI Images API compatible)")

@@ -1,7 +1,7 @@
-"""Training examples rendered on the fly: text-to-image, edit by instruction, and inpainting.
+"""Training examples rendered on the fly, for the scene autoencoder and for the token transformer.
 
-Each batch is a pure function of (seed, step), so a resumed run sees exactly the data it would
-have seen, and nothing is stored on disk.
+Each batch is a pure function of (seed, step), so a resumed run sees exactly the data it would have seen,
+and nothing is stored on disk.
 """
 
 from __future__ import annotations
@@ -9,12 +9,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
+from PIL import Image
 
+from pictor.embedded.autoencoder import image_to_field
 from pictor.embedded.grammar import ObjectSpec, describe, instruct, object_phrase
+from pictor.embedded.layers import scene_layers, scene_tokens
 from pictor.embedded.network import TASKS
-from pictor.embedded.render import object_box, render
+from pictor.embedded.render import render
+from pictor.embedded.world import (
+    CELLS as GRID_CELLS,
+)
 from pictor.embedded.world import (
     HELD_OUT_COMBINATIONS,
     Scene,
@@ -29,136 +34,131 @@ TASK_IDS = {task: index for index, task in enumerate(TASKS)}  # the order of the
 
 @dataclass
 class DataConfig:
-    resolution: int = 64
-    max_objects: int = 2
+    field: int = 96  # the autoencoder's working side
+    max_objects: int = 4
     gradient_probability: float = 0.3
-    task_weights: tuple[float, float, float] = (0.6, 0.25, 0.15)  # generate, edit, inpaint
+    task_weights: tuple[float, float, float] = (0.5, 0.3, 0.2)  # generate, edit, inpaint
     drop_text: float = 0.1  # for classifier-free guidance
-    drop_image: float = 0.05  # edits without their source: the image-guidance baseline
-    hold_out: bool = True
+    hold_out: bool = True  # keep the held-out (shape, colour) pairs out of the transformer's examples
+    # The autoencoder sees inputs drawn at these sides (then brought to the field), as served requests do.
+    input_sides: tuple[int, ...] = (64, 96, 96, 96, 128, 160)
+    input_noise: float = 0.03  # at most this much Gaussian noise (in [-1, 1] units) on 30% of inputs
+
+
+def world_config(config: DataConfig, hold_out: bool | None = None) -> WorldConfig:
+    hold = config.hold_out if hold_out is None else hold_out
+    return WorldConfig(max_objects=config.max_objects, gradient_probability=config.gradient_probability,
+                       held_out=HELD_OUT_COMBINATIONS if hold else frozenset())
+
+
+def field_image(scene: Scene, side: int, field: int) -> torch.Tensor:
+    """The scene drawn at `side` and brought to the autoencoder's field, as a served input would be."""
+    return image_to_field(Image.fromarray(render(scene, side).image), field)
+
+
+# ---- the autoencoder ----------------------------------------------------------------------------
+
+
+def autoencoder_batch(seed: int, step: int, batch_size: int, config: DataConfig,
+                      clip: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Inputs (B, 3, F, F) and the layers to draw back (see layers.scene_layers), plus the exact image."""
+    rng = random.Random(seed * 1_000_003 + step)
+    noise = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    world = world_config(config, hold_out=False)  # a tokenizer of images sees every kind of image
+    inputs, targets = [], []
+    for _ in range(batch_size):
+        scene = sample_scene(rng, world)
+        x = field_image(scene, rng.choice(config.input_sides), config.field)
+        if rng.random() < 0.3:
+            x = x + torch.randn(x.shape, generator=noise) * rng.uniform(0, config.input_noise)
+        inputs.append(x)
+        layers = scene_layers(scene, config.field, clip)
+        layers["image"] = field_image(scene, config.field, config.field)
+        targets.append(layers)
+    return torch.stack(inputs), {k: torch.stack([t[k] for t in targets]) for k in targets[0]}
+
+
+# ---- the transformer ----------------------------------------------------------------------------
 
 
 @dataclass
-class Batch:
-    target: torch.Tensor  # (B, 3, H, W) in [-1, 1]
-    condition: torch.Tensor  # (B, 3, H, W): edit source, masked inpaint input, or zeros
-    mask: torch.Tensor  # (B, 1, H, W): 1 where an inpaint fills in
-    task: torch.Tensor  # (B,) long
-    texts: list[str]
-
-    def pin_memory(self) -> Batch:
-        """Called by the DataLoader's pinning thread, so host-to-GPU copies can overlap compute."""
-        return Batch(self.target.pin_memory(), self.condition.pin_memory(), self.mask.pin_memory(), self.task,
-                     self.texts)
+class Example:
+    task: str
+    text: str
+    target: Scene
+    source: Scene | None = None  # edits
+    fill: tuple[int, ...] = ()  # inpainting: the cells to fill in (row-major; the rest is given)
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
-def world_config(config: DataConfig) -> WorldConfig:
-    return WorldConfig(max_objects=config.max_objects, gradient_probability=config.gradient_probability,
-                       held_out=HELD_OUT_COMBINATIONS if config.hold_out else frozenset())
-
-
-def _inpaint_box(rng: random.Random, scene: Scene, index: int, res: int) -> tuple[int, int, int, int]:
-    """A rectangle around one object, inside its grid cell, so no other object is touched."""
-    obj = scene.objects[index]
-    x0, y0, x1, y1 = object_box(obj, res, res)
-    row, col = obj.cell
-    cx0, cy0, cx1, cy1 = col * res / 3, row * res / 3, (col + 1) * res / 3, (row + 1) * res / 3
-    return (int(max(cx0, x0 - rng.uniform(0, x0 - cx0))), int(max(cy0, y0 - rng.uniform(0, y0 - cy0))),
-            int(np.ceil(min(cx1, x1 + rng.uniform(0, cx1 - x1)))),
-            int(np.ceil(min(cy1, y1 + rng.uniform(0, cy1 - y1)))))
-
-
-def generate_example(rng: random.Random, config: DataConfig, world: WorldConfig):
+def _generate(rng: random.Random, world: WorldConfig) -> Example:
     scene = sample_scene(rng, world)
-    text, _ = describe(scene, rng)
-    return render(scene, config.resolution).image, None, None, text
+    return Example("generate", describe(scene, rng)[0], scene)
 
 
-def edit_example(rng: random.Random, config: DataConfig, world: WorldConfig):
+def _edit(rng: random.Random, world: WorldConfig) -> Example:
     while True:
         scene = sample_scene(rng, world)
         edit = sample_edit(rng, scene, world)
         if edit is not None:
-            break
-    text, _ = instruct(scene, edit, rng)
-    source = render(scene, config.resolution).image
-    return render(apply_edit(scene, edit), config.resolution).image, source, None, text
+            return Example("edit", instruct(scene, edit, rng)[0], apply_edit(scene, edit), scene)
 
 
-def inpaint_example(rng: random.Random, config: DataConfig, world: WorldConfig):
+def _inpaint(rng: random.Random, world: WorldConfig) -> Example:
+    """One object's cell to fill from a phrase about it, or (a quarter of the time) emptied with no words;
+    sometimes with empty cells around it to fill too, as a loose mask gives."""
     scene = sample_scene(rng, world)
     index = rng.randrange(len(scene.objects))
-    res = config.resolution
-    x0, y0, x1, y1 = _inpaint_box(rng, scene, index, res)
-    mask = np.zeros((res, res), dtype=np.float32)
-    mask[y0:y1, x0:x1] = 1.0
+    obj = scene.objects[index]
     if rng.random() < 0.25:
-        # Fill with background only: the object is gone, and the prompt says nothing.
-        kept = tuple(o for i, o in enumerate(scene.objects) if i != index)
-        target = render(replace(scene, objects=kept), res).image
+        scene = replace(scene, objects=tuple(o for i, o in enumerate(scene.objects) if i != index))
         text = ""
     else:
-        obj = scene.objects[index]
-        spec = ObjectSpec(obj.shape, obj.colour, obj.size if rng.random() < 0.3 else None)
-        target = render(scene, res).image
-        text = object_phrase(rng, spec)
-    masked = target.copy()
-    masked[mask > 0] = 127
-    return target, masked, mask, text
+        text = object_phrase(rng, ObjectSpec(obj.shape, obj.colour, obj.size if rng.random() < 0.3 else None))
+    fill = {GRID_CELLS.index(obj.cell)}
+    empty = [GRID_CELLS.index(c) for c in scene.free_cells() if c != obj.cell]
+    if empty and rng.random() < 0.4:
+        fill.update(rng.sample(empty, rng.randint(1, len(empty))))
+    return Example("inpaint", text, scene, fill=tuple(sorted(fill)))
 
 
-EXAMPLE_MAKERS = {"generate": generate_example, "edit": edit_example, "inpaint": inpaint_example}
+EXAMPLE_MAKERS = {"generate": _generate, "edit": _edit, "inpaint": _inpaint}
 
 
-def make_batch(seed: int, step: int, batch_size: int, config: DataConfig) -> Batch:
+def make_examples(seed: int, step: int, batch_size: int, config: DataConfig) -> list[Example]:
     rng = random.Random(seed * 1_000_003 + step)
     world = world_config(config)
-    targets, conditions, masks, tasks, texts = [], [], [], [], []
-    res = config.resolution
+    examples = []
     for _ in range(batch_size):
         task = rng.choices(list(EXAMPLE_MAKERS), weights=config.task_weights)[0]
-        target, condition, mask, text = EXAMPLE_MAKERS[task](rng, config, world)
-        if rng.random() < config.drop_text:
-            text = ""
-        targets.append(to_tensor(target))
-        if condition is None or (task == "edit" and rng.random() < config.drop_image):
-            conditions.append(torch.zeros(3, res, res))
-        else:
-            conditions.append(to_tensor(condition))
-        masks.append(torch.zeros(1, res, res) if mask is None else torch.from_numpy(mask)[None])
-        tasks.append(TASK_IDS[task])
-        texts.append(text)
-    return Batch(torch.stack(targets), torch.stack(conditions), torch.stack(masks),
-                 torch.tensor(tasks, dtype=torch.long), texts)
+        example = EXAMPLE_MAKERS[task](rng, world)
+        if task != "inpaint" and rng.random() < config.drop_text:
+            example.text = ""
+        examples.append(example)
+    return examples
 
 
-class BatchStream(torch.utils.data.IterableDataset):
-    """The batches of steps [start, end) in order, rendered by DataLoader worker processes.
-
-    Worker k renders steps start+k, start+k+W, ...; the DataLoader takes one batch from each worker in
-    turn, so the order (and every batch) is exactly what `make_batch` gives in a single process.
-    """
-
-    def __init__(self, seed: int, start: int, end: int, batch_size: int, config: DataConfig):
-        super().__init__()
-        self.seed, self.start, self.end, self.batch_size, self.config = seed, start, end, batch_size, config
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        for step in range(self.start + worker, self.end, workers):
-            yield make_batch(self.seed, step, self.batch_size, self.config)
+@dataclass
+class TokenBatch:
+    texts: list[str]
+    task: torch.Tensor  # (B,)
+    source: torch.Tensor  # (B, 11) codes, -1 = no source
+    target: torch.Tensor  # (B, 11) codes
+    given: torch.Tensor  # (B, 11) bool: decided before sampling starts (inpainting's kept tokens)
 
 
-def batches(seed: int, start: int, end: int, batch_size: int, config: DataConfig, workers: int = 0,
-            pin_memory: bool = False):
-    """Iterate the training batches of steps [start, end); with `workers` > 0, rendered in parallel processes."""
-    if workers <= 0:
-        return (make_batch(seed, step, batch_size, config) for step in range(start, end))
-    stream = BatchStream(seed, start, end, batch_size, config)
-    return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4,
-                                            pin_memory=pin_memory, persistent_workers=False))
+@torch.no_grad()
+def token_batch(examples: list[Example], autoencoder, field: int) -> TokenBatch:
+    """Scenes -> the generator's tokens of their images (rendered at the field side, read by the autoencoder)."""
+    scenes = [e.target for e in examples] + [e.source for e in examples if e.source is not None]
+    codes = scene_tokens(autoencoder.tokens(torch.stack([field_image(s, field, field) for s in scenes])))
+    n = len(examples)
+    target, extra = codes[:n], iter(codes[n:])
+    source = torch.stack([next(extra) if e.source is not None else torch.full_like(target[0], -1)
+                          for e in examples])
+    given = torch.zeros_like(target, dtype=torch.bool)
+    for row, e in enumerate(examples):
+        if e.task == "inpaint":
+            given[row] = True
+            given[row, list(e.fill)] = False  # the background is the input's own
+    return TokenBatch([e.text for e in examples], torch.tensor([TASK_IDS[e.task] for e in examples]),
+                      source, target, given)

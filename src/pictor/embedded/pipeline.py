@@ -1,68 +1,84 @@
 """The embedded model as a diffusers pipeline: text-to-image, edit by instruction, inpainting.
 
-Sampling is rectified flow with diffusers' FlowMatchEulerDiscreteScheduler. Classifier-free
-guidance uses one scale for text and, for edits, a second one for the source image
-(InstructPix2Pix style). Each item's noise comes from its own seed, so a result does not depend
-on what else shared its batch.
+An image is 11 tokens: one per cell of the world's grid (its object's colour and form, or nothing) and two for
+the background, which the scene autoencoder reads from an image and draws back (see autoencoder.py).
+The token transformer decides them over a few rounds (MaskGIT's parallel decoding): each round it predicts
+every undecided token, samples them, and keeps the most confident, the number kept following a cosine
+schedule; a "step" here is one such round. Classifier-free guidance mixes the logits with and without the
+text. Edits give the source image's tokens beside; inpainting starts with the tokens outside the mask decided.
+The autoencoder then draws the tokens at the output's own size, so edges stay one pixel wide at any size.
+Each item's sampling noise comes from its own seed, so a result does not depend on what else shared its batch.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers import DiffusionPipeline
 from PIL import Image
 
+from pictor.embedded.autoencoder import GRID, SceneAutoencoder, compose, image_to_field
 from pictor.embedded.data import TASK_IDS
 from pictor.embedded.grammar import parse_instruction, parse_prompt
-from pictor.embedded.network import EmbeddedTextEncoder, EmbeddedUNet
+from pictor.embedded.layers import autoencoder_codes, scene_tokens
+from pictor.embedded.network import EmbeddedTextEncoder, EmbeddedTransformer
 from pictor.embedded.prompt_cache import PromptCache
 from pictor.embedded.tokenizer import WorldTokenizer
 
 TOKENIZER_FILE = Path("tokenizer") / "tokenizer.json"
-StepCallback = Callable[[int, int, torch.Tensor], None]
+StepCallback = Callable[[int, int, torch.Tensor | None], None]
+
+# A cell is filled in when the mask covers at least this share of it; the background when it covers this
+# share of the image. Whatever the model draws, pixels outside the mask are the input's own.
+CELL_FILL_SHARE = 0.1
+BACKGROUND_FILL_SHARE = 0.5
+# Token sampling: the logits' temperature, and the noise on the confidences that pick which tokens to keep
+# (annealed to none by the last round), as MaskGIT does.
+TEMPERATURE = 1.0
+CHOICE_NOISE = 1.0
 
 
 @dataclass
 class Denoising:
-    """One call's sampling state between steps. Several advance together in one forward pass (step-level batching:
-    a request that arrives while others are half way joins them at its own first step)."""
+    """One call's decoding state between rounds. Several advance together in one forward pass (step-level
+    batching: a request that arrives while others are half way joins them at its own first round)."""
 
     n: int
     task: str
-    branches: int  # guidance branches stacked per item: 2 (text / none), 3 for edits (+ image / none)
-    x: torch.Tensor  # (n, 3, H, W) the current noisy sample
-    timesteps: torch.Tensor
-    sigmas: torch.Tensor  # len(timesteps) + 1, ending at 0
-    train_steps: int
+    tokens: torch.Tensor  # (n, 11) decided codes, -1 where undecided
+    source: torch.Tensor  # (n, 11) the edit source's codes, -1 for none
+    task_ids: torch.Tensor  # (n,)
+    states: torch.Tensor  # (2n, L, W) text states: with the text, then without
+    keep: torch.Tensor  # (2n, L)
+    schedule: list[list[int]]  # per item: tokens to decide in each round
     guidance_scale: float
-    image_guidance_scale: float
-    states: torch.Tensor  # the branches' inputs, stacked (branches * n, ...)
-    pooled: torch.Tensor
-    keep: torch.Tensor
-    image: torch.Tensor
-    mask: torch.Tensor
-    task_ids: torch.Tensor
+    generators: list[torch.Generator]
     out_size: tuple[int, int]
     images: list[Image.Image] | None
     masks: list[Image.Image] | None
     seeds: list[int]
     unknown_words: list[list[str]]
     callback: StepCallback | None = None
+    previews: bool = True
     index: int = 0
 
     @property
-    def done(self) -> bool:
-        return self.index >= len(self.timesteps)
+    def rounds(self) -> int:
+        return len(self.schedule[0]) if self.schedule else 0
 
     @property
-    def key(self) -> tuple[int, int]:
-        """Runs with the same key can share a forward pass: the working size (prompts are padded alike)."""
-        return tuple(self.x.shape[-2:])
+    def done(self) -> bool:
+        return self.index >= self.rounds
+
+    @property
+    def key(self) -> tuple:
+        """Runs with the same key can share a forward pass: every run has 11 tokens, whatever its output size."""
+        return ()
 
 
 @dataclass
@@ -72,31 +88,38 @@ class EmbeddedOutput:
     unknown_words: list[list[str]]
 
 
-def _pil_to_unit(image: Image.Image, width: int, height: int) -> torch.Tensor:
-    resized = image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    array = np.asarray(resized, dtype=np.float32)
-    return torch.from_numpy(array).permute(2, 0, 1).div(127.5).sub(1.0)
-
-
 def tensor_to_pil(x: torch.Tensor) -> Image.Image:
     array = x.float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(array, "RGB")
 
 
-def working_size(width: int, height: int, native: int, multiple: int) -> tuple[int, int]:
-    """The model's resolution for an output of width x height: short side native, same aspect."""
-    scale = native / min(width, height)
-    return (max(multiple, round(width * scale / multiple) * multiple),
-            max(multiple, round(height * scale / multiple) * multiple))
+def decoding_schedule(undecided: int, rounds: int) -> list[int]:
+    """How many of `undecided` tokens each of `rounds` rounds decides: MaskGIT's cosine schedule (few first, when
+    the model knows least), all decided by the last round; at least one a round while tokens last, so a run with
+    fewer tokens than rounds decides one a round and then none."""
+    if undecided <= rounds:
+        return [1] * undecided + [0] * (rounds - undecided)
+    counts, before = [], undecided
+    for r in range(rounds):
+        left = math.floor(undecided * math.cos(0.5 * math.pi * (r + 1) / rounds))
+        left = min(before - 1, max(left, rounds - r - 1))  # one at least now, and one for each later round
+        counts.append(before - left)
+        before = left
+    return counts
+
+
+def _gumbel(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator).clamp(1e-9, 1 - 1e-9)
+    return -torch.log(-torch.log(u))
 
 
 class PictorEmbeddedPipeline(DiffusionPipeline):
-    model_cpu_offload_seq = "text_encoder->unet"
+    model_cpu_offload_seq = "text_encoder->transformer->autoencoder"
 
-    def __init__(self, unet: EmbeddedUNet, text_encoder: EmbeddedTextEncoder,
-                 scheduler: FlowMatchEulerDiscreteScheduler):
+    def __init__(self, autoencoder: SceneAutoencoder, transformer: EmbeddedTransformer,
+                 text_encoder: EmbeddedTextEncoder):
         super().__init__()
-        self.register_modules(unet=unet, text_encoder=text_encoder, scheduler=scheduler)
+        self.register_modules(autoencoder=autoencoder, transformer=transformer, text_encoder=text_encoder)
         self.tokenizer: WorldTokenizer | None = None
         self.prompt_cache = PromptCache()  # the text encoder's outputs by token ids (max_items 0 = off)
 
@@ -113,20 +136,32 @@ class PictorEmbeddedPipeline(DiffusionPipeline):
 
     @property
     def native_resolution(self) -> int:
-        return int(self.unet.config.sample_size)
-
-    @property
-    def size_multiple(self) -> int:
-        return int(self.unet.config.patch) * 2 ** (len(self.unet.config.channels) - 1)
+        """The side the autoencoder reads images at; outputs are drawn at any size."""
+        return int(self.autoencoder.config.field)
 
     def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ids = self.tokenizer.encode(texts)
+        length = max(1, max(sum(1 for i in row if i != self.tokenizer.pad_id) for row in ids))
+        ids = [row[:length] for row in ids]
         key = (str(self.device), str(self.text_encoder.dtype), tuple(tuple(row) for row in ids))
         found = self.prompt_cache.get(key)
         if found is None:
             found = self.text_encoder(torch.tensor(ids, device=self.device))
             self.prompt_cache.put(key, found)
         return found
+
+    @torch.no_grad()
+    def tokens_of(self, images: list[Image.Image]) -> torch.Tensor:
+        """(n, 11) tokens of images (any size; read by the autoencoder at its field)."""
+        side = self.native_resolution
+        batch = torch.stack([image_to_field(im, side) for im in images]).to(self.device, self.autoencoder.dtype)
+        return scene_tokens(self.autoencoder.tokens(batch))
+
+    @torch.no_grad()
+    def draw(self, tokens: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        """(n, 11) tokens -> (n, 3, height, width) in [-1, 1], drawn at that size."""
+        layers = self.autoencoder.decode_tokens(autoencoder_codes(tokens).to(self.device))
+        return compose({k: v.float() for k, v in layers.items()}, width, height)
 
     @torch.no_grad()
     def __call__(
@@ -137,14 +172,14 @@ class PictorEmbeddedPipeline(DiffusionPipeline):
         width: int | None = None,
         height: int | None = None,
         num_inference_steps: int = 12,
-        guidance_scale: float = 4.0,
-        image_guidance_scale: float = 1.5,
+        guidance_scale: float = 3.0,
         seed: int | list[int] = 0,
         callback_on_step_end: StepCallback | None = None,
+        previews: bool = True,
     ) -> EmbeddedOutput:
         """Generate (no image), edit (image), or inpaint (image + mask: white = fill in)."""
-        run = self.begin(prompt, image, mask, width, height, num_inference_steps, guidance_scale,
-                         image_guidance_scale, seed, callback_on_step_end)
+        run = self.begin(prompt, image, mask, width, height, num_inference_steps, guidance_scale, seed,
+                         callback_on_step_end, previews)
         while not run.done:
             self.advance([run])
         return self.finish(run)
@@ -158,12 +193,12 @@ class PictorEmbeddedPipeline(DiffusionPipeline):
         width: int | None = None,
         height: int | None = None,
         num_inference_steps: int = 12,
-        guidance_scale: float = 4.0,
-        image_guidance_scale: float = 1.5,
+        guidance_scale: float = 3.0,
         seed: int | list[int] = 0,
         callback_on_step_end: StepCallback | None = None,
+        previews: bool = True,
     ) -> Denoising:
-        """Everything a call needs before its first step: noise, encoded prompts, conditions, its schedule."""
+        """Everything a call needs before its first round: encoded prompts, the tokens given, its schedule."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         n = len(prompts)
         images = None if image is None else ([image] * n if isinstance(image, Image.Image) else list(image))
@@ -178,85 +213,96 @@ class PictorEmbeddedPipeline(DiffusionPipeline):
             out_w, out_h = width or images[0].width, height or images[0].height
         else:
             out_w, out_h = width or self.native_resolution, height or self.native_resolution
-        work_w, work_h = working_size(out_w, out_h, self.native_resolution, self.size_multiple)
-        device, dtype = self.device, self.unet.dtype
-
         understood = [(parse_instruction(p) if task == "edit" else parse_prompt(p)).unknown_words
                       for p in prompts]
-        condition = torch.zeros(n, 3, work_h, work_w)
-        mask_t = torch.zeros(n, 1, work_h, work_w)
-        if images is not None:
-            condition = torch.stack([_pil_to_unit(im, work_w, work_h) for im in images])
-        if masks is not None:
-            mask_t = torch.stack([self._mask_tensor(m, work_w, work_h) for m in masks])
-            condition = condition * (1 - mask_t)  # masked area is mid-gray, as in training
-        condition, mask_t = condition.to(device, dtype), mask_t.to(device, dtype)
 
-        noise = torch.stack([torch.randn(3, work_h, work_w, generator=torch.Generator().manual_seed(s))
-                             for s in seeds]).to(device, dtype)
-        text_states, pooled, keep = self._encode(prompts + [""] * n)
-        # Guidance branches, stacked in one batch: (text, image), (no text, image), (no text, no image).
-        branches = 3 if task == "edit" else 2
-        cond_states = [text_states[:n], text_states[n:], text_states[n:]][:branches]
-        cond_pooled = [pooled[:n], pooled[n:], pooled[n:]][:branches]
-        cond_keep = [keep[:n], keep[n:], keep[n:]][:branches]
-        images_in = [condition, condition, torch.zeros_like(condition)][:branches]
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        count = self.transformer.tokens
+        tokens = torch.full((n, count), -1, dtype=torch.long)
+        source = torch.full((n, count), -1, dtype=torch.long)
+        if task == "edit":
+            source = self.tokens_of(images).cpu()
+        elif task == "inpaint":
+            tokens = self.tokens_of(images).cpu()
+            for row, m in enumerate(masks):
+                tokens[row, self._fill_positions(m)] = -1
+        undecided = [int((row < 0).sum()) for row in tokens]
+        rounds = min(num_inference_steps, max(undecided))  # never more rounds than tokens to decide
+        text_states, _, keep = self._encode(prompts + [""] * n)
         return Denoising(
-            n=n, task=task, branches=branches, x=noise, timesteps=self.scheduler.timesteps.clone(),
-            sigmas=self.scheduler.sigmas.clone(), train_steps=self.scheduler.config.num_train_timesteps,
-            guidance_scale=guidance_scale, image_guidance_scale=image_guidance_scale,
-            states=torch.cat(cond_states), pooled=torch.cat(cond_pooled), keep=torch.cat(cond_keep),
-            image=torch.cat(images_in), mask=mask_t.repeat(branches, 1, 1, 1),
-            task_ids=torch.full((branches * n,), TASK_IDS[task], device=device, dtype=torch.long),
-            out_size=(out_w, out_h), images=images, masks=masks, seeds=seeds, unknown_words=understood,
-            callback=callback_on_step_end)
+            n=n, task=task, tokens=tokens, source=source,
+            task_ids=torch.full((n,), TASK_IDS[task], dtype=torch.long), states=text_states, keep=keep,
+            schedule=[decoding_schedule(u, rounds) for u in undecided], guidance_scale=guidance_scale,
+            generators=[torch.Generator().manual_seed(s) for s in seeds], out_size=(out_w, out_h), images=images,
+            masks=masks, seeds=seeds, unknown_words=understood, callback=callback_on_step_end, previews=previews)
+
+    def _fill_positions(self, mask: Image.Image) -> list[int]:
+        """The token positions a mask asks to fill: cells it covers enough of, and the background when it covers
+        most of the image."""
+        side = self.native_resolution
+        covered = np.asarray(mask.convert("L").resize((side, side), Image.Resampling.BOX), dtype=np.float32) / 255
+        cell = side // GRID
+        shares = covered.reshape(GRID, cell, GRID, cell).mean(axis=(1, 3)).flatten()
+        positions = [cell for cell, share in enumerate(shares) if share >= CELL_FILL_SHARE]
+        if covered.mean() >= BACKGROUND_FILL_SHARE:
+            positions += list(range(GRID * GRID, self.transformer.tokens))
+        return positions
 
     @torch.no_grad()
     def advance(self, runs: list[Denoising]) -> None:
-        """One denoising step for every run, in one forward pass: runs at different steps, of different tasks and
-        sizes of batch, share it (step-level batching) as long as their working sizes match (see Denoising.key)."""
-        if len({run.key for run in runs}) > 1:
-            raise ValueError("runs of different working sizes cannot share a forward pass")
-        dtype = self.unet.dtype
-        sigmas = [(run.timesteps[run.index] / run.train_steps).expand(run.branches * run.n).to(dtype) for run in runs]
-        out = self.unet(torch.cat([run.x.repeat(run.branches, 1, 1, 1) for run in runs]), torch.cat(sigmas),
-                        torch.cat([run.image for run in runs]), torch.cat([run.mask for run in runs]),
-                        torch.cat([run.task_ids for run in runs]), torch.cat([run.states for run in runs]),
-                        torch.cat([run.pooled for run in runs]), torch.cat([run.keep for run in runs]))
-        for run, sigma, predicted in zip(runs, sigmas, out.split([run.branches * run.n for run in runs])):
-            p = predicted.chunk(run.branches)
-            # Guidance on the clean-image estimates (linear, so the same as on velocities).
-            if run.task == "edit":
-                full, image_only, neither = p
-                clean = (neither + run.image_guidance_scale * (image_only - neither)
-                         + run.guidance_scale * (full - image_only))
-            else:
-                clean = p[1] + run.guidance_scale * (p[0] - p[1])
-            if run.callback is not None:
-                run.callback(run.index, len(run.timesteps), clean)
-            # x_t = (1 - s) x0 + s noise, so the velocity noise - x0 is (x_t - x0) / s.
-            velocity = (run.x - clean) / sigma[:run.n, None, None, None]
-            # The Euler step of FlowMatchEulerDiscreteScheduler, done here per run so runs can be at any step.
-            step = run.sigmas[run.index + 1] - run.sigmas[run.index]
-            run.x = (run.x.to(torch.float32) + step * velocity).to(velocity.dtype)
-            run.index += 1
+        """One decoding round for every run, in one forward pass: runs at different rounds, of different tasks,
+        sizes of batch and output sizes share it (step-level batching). Runs with nothing left to decide (an
+        inpainting mask too small to ask for a token) are passed over."""
+        runs = [run for run in runs if not run.done]
+        if not runs:
+            return
+        length = max(run.states.shape[1] for run in runs)
+        states = torch.cat([_pad(run.states, length) for run in runs])
+        keep = torch.cat([_pad(run.keep, length) for run in runs])
+        tokens = torch.cat([run.tokens.repeat(2, 1) for run in runs]).to(self.device)
+        source = torch.cat([run.source.repeat(2, 1) for run in runs]).to(self.device)
+        task = torch.cat([run.task_ids.repeat(2) for run in runs]).to(self.device)
+        logits_all = self.transformer(states, keep, task, source, tokens).float()
+        # A background token is one of the autoencoder's codes: the rest of the vocabulary is never sampled there
+        # (a finite floor, so that guidance's difference of two log-probabilities stays a number).
+        logits_all[:, GRID * GRID:, self.autoencoder.codes:] = -1e9
+        logits_all = logits_all.log_softmax(-1).cpu()
+        for run, logits in zip(runs, logits_all.split([2 * run.n for run in runs])):
+            with_text, without = logits[:run.n], logits[run.n:]
+            self._decide(run, without + run.guidance_scale * (with_text - without))
+
+    def _decide(self, run: Denoising, logits: torch.Tensor) -> None:
+        """Sample every undecided token of each item (its own generator), keep the most confident few."""
+        rounds = run.rounds
+        noise_scale = CHOICE_NOISE * (1 - (run.index + 1) / rounds)
+        best = run.tokens.clone()
+        for row in range(run.n):
+            log_probs = logits[row].log_softmax(-1)
+            sampled = (log_probs / TEMPERATURE + _gumbel(tuple(log_probs.shape), run.generators[row])).argmax(-1)
+            confidence = log_probs.gather(-1, sampled[:, None])[:, 0]
+            confidence = confidence + noise_scale * _gumbel(tuple(confidence.shape), run.generators[row])
+            open_positions = run.tokens[row] < 0
+            confidence = confidence.masked_fill(~open_positions, -math.inf)
+            chosen = confidence.topk(run.schedule[row][run.index]).indices
+            run.tokens[row, chosen] = sampled[chosen]
+            best[row] = torch.where(open_positions, log_probs.argmax(-1), run.tokens[row])
+        if run.callback is not None:
+            estimate = self.draw(best, *self._preview_size(run)) if run.previews else None
+            run.callback(run.index, rounds, estimate)
+        run.index += 1
+
+    def _preview_size(self, run: Denoising) -> tuple[int, int]:
+        out_w, out_h = run.out_size
+        scale = self.native_resolution / min(out_w, out_h)
+        return max(1, round(out_w * scale)), max(1, round(out_h * scale))
 
     def finish(self, run: Denoising) -> EmbeddedOutput:
-        """The images of a run whose steps are done: resized to the output size, masked areas composited."""
+        """The images of a run whose rounds are done, drawn at the output size, masked areas composited."""
         out_w, out_h = run.out_size
-        results = [tensor_to_pil(run.x[i]) for i in range(run.n)]
-        results = [r if r.size == (out_w, out_h)
-                   else r.resize((out_w, out_h), Image.Resampling.LANCZOS) for r in results]
+        drawn = self.draw(run.tokens, out_w, out_h)
+        results = [tensor_to_pil(drawn[i]) for i in range(run.n)]
         if run.masks is not None:
             results = [self._composite(r, im, m) for r, im, m in zip(results, run.images, run.masks)]
         return EmbeddedOutput(results, run.seeds, run.unknown_words)
-
-    @staticmethod
-    def _mask_tensor(mask: Image.Image, width: int, height: int) -> torch.Tensor:
-        # Any partly masked working pixel is regenerated: the composite keeps the rest exact.
-        array = np.asarray(mask.convert("L").resize((width, height), Image.Resampling.BOX), dtype=np.float32)
-        return torch.from_numpy((array > 0).astype(np.float32))[None]
 
     @staticmethod
     def _composite(result: Image.Image, original: Image.Image, mask: Image.Image) -> Image.Image:
@@ -265,3 +311,11 @@ class PictorEmbeddedPipeline(DiffusionPipeline):
         inside = np.asarray(mask.convert("L").resize(original.size, Image.Resampling.NEAREST)) > 0
         out = np.where(inside[..., None], np.asarray(result.convert("RGB")), original_rgb)
         return Image.fromarray(out.astype(np.uint8), "RGB")
+
+
+def _pad(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Pad a (B, L, ...) tensor with zeros (False) to `length` along L."""
+    if x.shape[1] == length:
+        return x
+    shape = (x.shape[0], length - x.shape[1], *x.shape[2:])
+    return torch.cat([x, torch.zeros(shape, dtype=x.dtype, device=x.device)], 1)

@@ -77,7 +77,7 @@ class EmbeddedBackend:
             native_resolution=self.pipe.native_resolution,
             max_side=4096,
             default_steps=12,
-            step_range=(1, 50),
+            step_range=(1, 11),  # a round decides at least one of the 11 tokens
             previews=True,
             transparent_background=True,
             world_scenes=True,
@@ -117,11 +117,12 @@ class EmbeddedBackend:
             if first.task == "inpaint":
                 kwargs["mask"] = [r.mask for r in group]
         if on_step is not None:
-            wanted = wants_previews(on_step)
+            # The pipeline draws its current guess each round only for a callback that shows it.
+            kwargs["previews"] = wants_previews(on_step)
 
-            def preview(step: int, total: int, estimate: torch.Tensor) -> None:
+            def preview(step: int, total: int, estimate: torch.Tensor | None) -> None:
                 for row, index in enumerate(indexes):
-                    on_step(index, step, total, tensor_to_pil(estimate[row]) if wanted else None)
+                    on_step(index, step, total, None if estimate is None else tensor_to_pil(estimate[row]))
             kwargs["callback_on_step_end"] = preview
         return prompts, kwargs, revised
 

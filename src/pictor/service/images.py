@@ -289,7 +289,7 @@ class ImageService:
         pixels when `encode_partials` is false: a caller that only counts them, for progress, gets empty `data`
         and the model makes no preview images at all)."""
         plan = job if isinstance(job, Plan) else await self.prepare(job, principal)
-        job, width, height, sources, steps = plan.job, plan.width, plan.height, plan.sources, plan.steps
+        job, width, height, sources = plan.job, plan.width, plan.height, plan.sources
         base_seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         worker = self.registry.worker(plan.model)
         previews = on_partial is not None and partial_images > 0
@@ -298,7 +298,7 @@ class ImageService:
                        cacheable: bool = True) -> tuple[list[EngineResult], list[str]]:
             callbacks = {}
             if previews and first_round:  # candidate 0 of each image streams its previews
-                callbacks = {i: self._preview_sink(loop, i, requests[i].steps or steps, partial_images, width,
+                callbacks = {i: self._preview_sink(loop, i, partial_images, width,
                                                    height, job, on_partial, encode_partials)
                              for i in range(min(job.n, len(requests)))}
             return await self._made(plan, principal, worker, requests, callbacks, cacheable)
@@ -618,13 +618,15 @@ class ImageService:
                           "invalid_image_dimensions")
         return width, height, sources, mask
 
-    def _preview_sink(self, loop: asyncio.AbstractEventLoop, index: int, steps: int, partial_images: int,
+    def _preview_sink(self, loop: asyncio.AbstractEventLoop, index: int, partial_images: int,
                       width: int, height: int, job: ImageJob, on_partial: Callable[[PartialImage], None],
                       encode_partials: bool = True):
-        wanted = sorted({max(0, round(steps * (k + 1) / (partial_images + 1)) - 1) for k in range(partial_images)})
         counter = iter(range(partial_images))
 
         def on_step(step: int, total: int, preview: Image.Image | None) -> None:
+            # Spread over the steps the model actually runs (`total`), which may be fewer than asked for: the
+            # embedded model decodes at most one round per undecided token.
+            wanted = {max(0, round(total * (k + 1) / (partial_images + 1)) - 1) for k in range(partial_images)}
             if step in wanted and step < total - 1:
                 data = b""
                 if encode_partials:
