@@ -63,23 +63,23 @@ def test_step_level_batching_lets_a_late_request_join_and_finish_first():
         long_steps: list[int] = []
         late_started = threading.Event()
         long_request = EngineRequest("generate", "a red star in the top left on a white background", 64, 64, seed=1,
-                                     steps=40)
+                                     steps=11)
         short_request = EngineRequest("generate", "a blue circle in the center on a white background", 64, 64,
                                       seed=2, steps=4)
         holder: dict = {}
 
         def on_long_step(step: int, total: int, preview) -> None:
             long_steps.append(step)
-            if step == 5:  # half way through its run, another request arrives
+            if step == 2:  # early in its run, another request arrives
                 holder["short"] = stepped.submit(short_request)
                 late_started.set()
 
         long_future = stepped.submit(long_request, on_long_step)
         assert late_started.wait(60)
         short = holder["short"].result(timeout=60)
-        assert not long_future.done() and len(long_steps) < 40  # it finished while the long one was still running
+        assert not long_future.done() and len(long_steps) < 11  # it finished while the long one was still running
         long = long_future.result(timeout=60)
-        assert long_steps == list(range(40))
+        assert long_steps == list(range(11))
 
         # joining another run changes a result only by the float noise of a bigger batch
         alone = EmbeddedBackend(batch_invariant=True).run([short_request, long_request])
@@ -104,7 +104,7 @@ def test_previews_are_made_only_for_a_callback_that_wants_them():
     seen.clear()
     del listening.wants_previews
     with_previews = backend.run([request], listening)[0]
-    assert [preview.size for preview in seen] == [(64, 64)] * 3
+    assert [preview.size for preview in seen] == [(96, 96)] * 3  # the model's working size; the service resizes
     assert plain.image.tobytes() == with_previews.image.tobytes()
 
 
@@ -134,4 +134,4 @@ def test_a_progress_only_callback_counts_every_step_without_previews(step_batchi
         running.close()
     assert [(step, total) for step, total, _ in counted] == [(0, 4), (1, 4), (2, 4), (3, 4)]
     assert all(preview is None for _, _, preview in counted)
-    assert [preview.size for preview in shown] == [(64, 64)] * 4
+    assert [preview.size for preview in shown] == [(96, 96)] * 4

@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="a diffusers-format model folder (default: the embedded model)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--steps", type=int, default=12, help="denoising steps")
-        p.add_argument("--guidance", type=float, default=3.0, help="text guidance scale")
+        p.add_argument("--guidance", type=float, default=2.0, help="text guidance scale")
         p.add_argument("-o", "--output", default="pictor.png")
 
     gen = sub.add_parser("generate", help="make an image from a prompt")

@@ -75,7 +75,8 @@ def test_three_turns_with_previous_response_id(client, http):
 
 def test_streamed_response_through_the_sdk(client):
     first = client.responses.create(model="gpt-5", input="a blue square on a white background", tools=[TOOL])
-    stream = client.responses.create(model="gpt-5", input="make the square red", previous_response_id=first.id,
+    # A turn that redraws the whole image (the background), so the model runs several rounds to preview.
+    stream = client.responses.create(model="gpt-5", input="make the background yellow", previous_response_id=first.id,
                                      tools=[{**TOOL, "quality": "medium", "partial_images": 2}], stream=True)
     events = list(stream)
     types = [event.type for event in events]

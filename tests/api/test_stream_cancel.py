@@ -70,7 +70,8 @@ def test_disconnect_mid_stream_cancels_the_work(keepalive_server):
 
 def test_keep_alive_comments_while_no_event_is_due(keepalive_server):
     server = keepalive_server
-    body = {"prompt": PROMPT, "size": "512x512", "quality": "high", "stream": True}
+    # A large image: storing it (watermark, signature, blob) takes longer than the keep-alive interval.
+    body = {"prompt": PROMPT, "size": "2048x2048", "quality": "high", "stream": True}
     with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {server.demo_key}"},
                       timeout=120) as http, http.stream("POST", "/v1/images/generations", json=body) as response:
         assert response.status_code == 200
@@ -85,7 +86,8 @@ def test_job_events_send_keep_alive_comments_at_the_configured_interval(keepaliv
     server = keepalive_server
     with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {server.demo_key}"},
                       timeout=120) as http:
-        body = {"request": {"prompt": PROMPT, "size": "512x512", "quality": "high", "n": 2}}
+        # Large images: storing them (watermark, signature, blobs) takes longer than the keep-alive interval.
+        body = {"request": {"prompt": PROMPT, "size": "2048x2048", "quality": "high", "n": 4}}
         job = http.post("/v1/jobs", json=body).json()
         with http.stream("GET", f"/v1/jobs/{job['id']}/events") as response:
             text = response.read().decode()

@@ -43,6 +43,7 @@ class DataConfig:
     # The autoencoder sees inputs drawn at these sides (then brought to the field), as served requests do.
     input_sides: tuple[int, ...] = (64, 96, 96, 96, 128, 160)
     input_noise: float = 0.03  # at most this much Gaussian noise (in [-1, 1] units) on 30% of inputs
+    cell_mention: float = 0.5  # how often a prompt names an object's cell (when no relation places it)
 
 
 def world_config(config: DataConfig, hold_out: bool | None = None) -> WorldConfig:
@@ -90,12 +91,12 @@ class Example:
     fill: tuple[int, ...] = ()  # inpainting: the cells to fill in (row-major; the rest is given)
 
 
-def _generate(rng: random.Random, world: WorldConfig) -> Example:
+def _generate(rng: random.Random, world: WorldConfig, config: DataConfig) -> Example:
     scene = sample_scene(rng, world)
-    return Example("generate", describe(scene, rng)[0], scene)
+    return Example("generate", describe(scene, rng, p_cell=config.cell_mention)[0], scene)
 
 
-def _edit(rng: random.Random, world: WorldConfig) -> Example:
+def _edit(rng: random.Random, world: WorldConfig, config: DataConfig) -> Example:
     while True:
         scene = sample_scene(rng, world)
         edit = sample_edit(rng, scene, world)
@@ -103,7 +104,7 @@ def _edit(rng: random.Random, world: WorldConfig) -> Example:
             return Example("edit", instruct(scene, edit, rng)[0], apply_edit(scene, edit), scene)
 
 
-def _inpaint(rng: random.Random, world: WorldConfig) -> Example:
+def _inpaint(rng: random.Random, world: WorldConfig, config: DataConfig) -> Example:
     """One object's cell to fill from a phrase about it, or (a quarter of the time) emptied with no words;
     sometimes with empty cells around it to fill too, as a loose mask gives."""
     scene = sample_scene(rng, world)
@@ -130,7 +131,7 @@ def make_examples(seed: int, step: int, batch_size: int, config: DataConfig) -> 
     examples = []
     for _ in range(batch_size):
         task = rng.choices(list(EXAMPLE_MAKERS), weights=config.task_weights)[0]
-        example = EXAMPLE_MAKERS[task](rng, world)
+        example = EXAMPLE_MAKERS[task](rng, world, config)
         if task != "inpaint" and rng.random() < config.drop_text:
             example.text = ""
         examples.append(example)

@@ -55,7 +55,7 @@ class EmbeddedTransformer(ModelMixin, ConfigMixin):
         self.source = nn.Embedding(codes + 1, width)
         self.target = nn.Embedding(codes + 1, width)
         self.position = nn.Parameter(torch.zeros(1, tokens, width))
-        self.segment = nn.Parameter(torch.zeros(3, width))  # text, source, target
+        self.segment = nn.Parameter(torch.zeros(2, width))  # text, image tokens
         layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True,
                                            norm_first=True, activation="gelu")
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
@@ -70,18 +70,19 @@ class EmbeddedTransformer(ModelMixin, ConfigMixin):
 
     def _embed(self, tokens: torch.Tensor, table: nn.Embedding) -> torch.Tensor:
         """(B, T) codes, -1 for none -> (B, T, width)."""
-        return table(torch.where(tokens < 0, self.config.codes, tokens)) + self.position
+        return table(torch.where(tokens < 0, self.config.codes, tokens))
 
     def forward(self, text_states: torch.Tensor, text_keep: torch.Tensor, task: torch.Tensor,
                 source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, codes) for every target token.
 
-        `source` and `target` are (B, T) codes with -1 where there is none (no source; not decided yet)."""
+        `source` and `target` are (B, T) codes with -1 where there is none (no source; not decided yet). A source
+        token is added to the target token at its place, so an edit sees each cell's old content where it decides
+        the new one, and leaving a cell as it was is the easiest thing to learn."""
         b = text_keep.shape[0]
         text = self.text_in(text_states) + self.segment[0]
-        src = self._embed(source, self.source) + self.segment[1]
-        tgt = self._embed(target, self.target) + self.segment[2]
-        x = torch.cat([self.task(task)[:, None], text, src, tgt], 1)
-        ones = torch.ones(b, 1 + 2 * self.tokens, dtype=torch.bool, device=text_keep.device)
+        image = self._embed(target, self.target) + self._embed(source, self.source) + self.position + self.segment[1]
+        x = torch.cat([self.task(task)[:, None], text, image], 1)
+        ones = torch.ones(b, 1 + self.tokens, dtype=torch.bool, device=text_keep.device)
         keep = torch.cat([ones[:, :1], text_keep, ones[:, 1:]], 1)
         return self.head(self.norm(self.blocks(x, src_key_padding_mask=~keep))[:, -self.tokens:])

@@ -76,7 +76,7 @@ class EmbeddedBackend:
             tasks=frozenset({"generate", "edit", "inpaint", "variation"}),
             native_resolution=self.pipe.native_resolution,
             max_side=4096,
-            default_steps=12,
+            default_steps=11,  # every token decided in a round of its own
             step_range=(1, 11),  # a round decides at least one of the 11 tokens
             previews=True,
             transparent_background=True,

@@ -802,7 +802,7 @@ class ImageService:
 
 
 def model_steps(quality: str, capabilities: Capabilities) -> int:
-    """The quality tier's steps on the model's own scale: `medium` is its default (12 for the embedded model,
+    """The quality tier's steps on the model's own scale: `medium` is its default (11 for the embedded model,
     4 for a turbo model, 30 for SDXL), within its step range."""
     medium = STEPS_BY_QUALITY["medium"]
     steps = round(STEPS_BY_QUALITY[quality] * capabilities.default_steps / medium)
