@@ -313,6 +313,8 @@ def test_live_mode_regenerates_as_you_type_and_cancels_superseded_requests(signe
     page.check("#p-live")
     assert page.is_checked("#p-seed-lock")  # live mode fixes the seed: only what the words change changes
     seed = int(page.input_value("#p-seed"))
+    # A large image, so that making one (drawing, encoding, watermark, signature) outlasts a keystroke.
+    page.select_option("#p-size", "1024x1024")
     text = "a green star in the center"
     page.click("#prompt")
     page.keyboard.type(text, delay=170)  # faster than an image is made: earlier words are superseded

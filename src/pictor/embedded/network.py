@@ -61,7 +61,9 @@ class EmbeddedTransformer(ModelMixin, ConfigMixin):
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, codes)
-        nn.init.normal_(self.position, std=0.02)
+        # At the scale of the token embeddings (N(0, 1)): at std 0.02 the cells' positions were drowned by them and
+        # the model never tied cell words to cells (bench/results/embedded-position-probe-cpu-2core.md).
+        nn.init.normal_(self.position, std=1.0)
         nn.init.normal_(self.segment, std=0.02)
 
     @property
