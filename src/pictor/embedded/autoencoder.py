@@ -1,6 +1,6 @@
-"""The scene autoencoder: an image of the world as 11 discrete tokens, drawn back at any size with crisp edges.
+"""The scene autoencoder: an image of the world as 20 discrete codes, drawn back at any size with crisp edges.
 
-Tokens: two per cell of the world's 3x3 grid, one the decoder reads the cell object's colour from and one it
+Codes: two per cell of the world's 3x3 grid, one the decoder reads the cell object's colour from and one it
 reads the object's form (shape and size, or none) from, and two for the background. The split is made by the
 decoder's wiring. Each token is one of 64 codes, the encoder's argmax; the codes are taught as the world's own
 vocabulary (see layers.py), and the decoder looks a colour token's code up in a colour table, a form token's
@@ -27,18 +27,11 @@ from torch import nn
 
 GRID = 3  # cells per side: the world's grid
 CELLS = GRID * GRID
+# Code order: each cell's colour code (cells in row order), each cell's form code, then the background's two.
 BACKGROUND_TOKENS = 2
-# Token order: each cell's colour token (cells in row order), each cell's form token, then the background's.
-TOKENS = 2 * CELLS + BACKGROUND_TOKENS
-BACKGROUND_POSITIONS = tuple(range(2 * CELLS, TOKENS))
 # The decoder's tables are stored at 1/20 of their values, so that the optimiser's steps (about the learning rate
 # each) move them as fast as a network's outputs move.
 TABLE_SCALE = 20.0
-
-
-def cell_positions(cell: int) -> tuple[int, int]:
-    """The colour and form token positions of cell `cell` (row-major index)."""
-    return cell, CELLS + cell
 
 
 def _down(cin: int, cout: int) -> nn.Sequential:

@@ -69,13 +69,13 @@ def autoencoder_batch(seed: int, step: int, batch_size: int, config: DataConfig,
     inputs, targets = [], []
     for _ in range(batch_size):
         scene = sample_scene(rng, world)
-        x = field_image(scene, rng.choice(config.input_sides), config.field)
+        side = rng.choice(config.input_sides)
+        exact = field_image(scene, config.field, config.field)
+        x = exact if side == config.field else field_image(scene, side, config.field)
         if rng.random() < 0.3:
             x = x + torch.randn(x.shape, generator=noise) * rng.uniform(0, config.input_noise)
         inputs.append(x)
-        layers = scene_layers(scene, config.field, clip)
-        layers["image"] = field_image(scene, config.field, config.field)
-        targets.append(layers)
+        targets.append({**scene_layers(scene, config.field, clip), "image": exact})
     return torch.stack(inputs), {k: torch.stack([t[k] for t in targets]) for k in targets[0]}
 
 

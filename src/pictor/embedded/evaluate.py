@@ -29,7 +29,7 @@ from pictor.embedded.grammar import (
     instruct,
     object_phrase,
 )
-from pictor.embedded.judge import DetectedObject, background_colours, detect
+from pictor.embedded.judge import DetectedObject, Detection, background_colours, detect
 from pictor.embedded.render import render
 from pictor.embedded.world import (
     CELLS,
@@ -223,7 +223,7 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
 
 
-def edge_rise_px(image: np.ndarray, samples: int = 48) -> list[float]:
+def edge_rise_px(image: np.ndarray, samples: int = 48, detection: Detection | None = None) -> list[float]:
     """10-90% rise widths, in pixels, across the edges of the objects the judge finds: at edge points, the
     share of the object's colour over the background is read along the edge's normal and the distance
     between its 10% and 90% crossings measured (an exact anti-aliased edge gives about 0.8)."""
@@ -231,7 +231,7 @@ def edge_rise_px(image: np.ndarray, samples: int = 48) -> list[float]:
 
     rgb = np.asarray(image, dtype=np.float32)[..., :3]
     reach = max(6.0, min(rgb.shape[:2]) / 40)  # pixels either side of the edge: room for a blurred one
-    detection = detect(rgb.astype(np.uint8))
+    detection = detection or detect(rgb.astype(np.uint8))
     rises: list[float] = []
     for obj in detection.objects:
         x0, y0, x1, y1 = obj.box
@@ -303,7 +303,7 @@ def run_generation(generate: Generate, cases: list[Case], batch: int = 16) -> Be
             if case.category in ONE_OBJECT_CATEGORIES:
                 passed["one_object_exact_set"].append(len(detection.objects) == 1)
                 if len(detection.objects) == 1 and len(rises) < 2000:
-                    rises += edge_rise_px(np.asarray(image.convert("RGB")), samples=16)
+                    rises += edge_rise_px(np.asarray(image.convert("RGB")), samples=16, detection=detection)
             if not ok and len(result.failures) < 40:
                 found = ", ".join(f"{o.colour} {o.shape} {o.cell}" for o in detection.objects)
                 result.failures.append(f"[{case.category}] {case.prompt!r} -> {found or 'nothing'}")

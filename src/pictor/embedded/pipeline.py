@@ -242,7 +242,7 @@ class PictorEmbeddedPipeline(DiffusionPipeline):
         covered = np.asarray(mask.convert("L").resize((side, side), Image.Resampling.BOX), dtype=np.float32) / 255
         cell = side // GRID
         shares = covered.reshape(GRID, cell, GRID, cell).mean(axis=(1, 3)).flatten()
-        positions = [cell for cell, share in enumerate(shares) if share >= CELL_FILL_SHARE]
+        positions = [index for index, share in enumerate(shares) if share >= CELL_FILL_SHARE]
         if covered.mean() >= BACKGROUND_FILL_SHARE:
             positions += list(range(GRID * GRID, self.transformer.tokens))
         return positions

@@ -183,9 +183,24 @@ def _save(state: dict, path: Path) -> None:
     path.with_suffix(".tmp").replace(path)
 
 
+def _generator_optimizer(transformer: EmbeddedTransformer, text_encoder: EmbeddedTextEncoder,
+                         t: TransformerConfig) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer]:
+    params = list(transformer.parameters()) + list(text_encoder.parameters())
+    return params, torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay, betas=(0.9, 0.99))
+
+
+def _generator_state(transformer: EmbeddedTransformer, text_encoder: EmbeddedTextEncoder,
+                     ema_transformer: EmbeddedTransformer, ema_text: EmbeddedTextEncoder,
+                     optimizer: torch.optim.Optimizer, step: int, log: list) -> dict:
+    """What transformer.pt holds, read back by train_generator."""
+    return {"transformer": transformer.state_dict(), "text_encoder": text_encoder.state_dict(),
+            "ema_transformer": ema_transformer.state_dict(), "ema_text": ema_text.state_dict(),
+            "optimizer": optimizer.state_dict(), "step": step, "log": log}
+
+
 def train_autoencoder(config: TrainConfig, run_dir: Path, device: torch.device, progress: bool,
-                      stop_at: int | None) -> SceneAutoencoder:
-    """Stage one (resumes from run_dir/autoencoder.pt)."""
+                      stop_at: int | None) -> tuple[SceneAutoencoder, int, list]:
+    """Stage one (resumes from run_dir/autoencoder.pt); returns the model, the steps done and the loss log."""
     a = config.autoencoder
     model = build_autoencoder(config).to(device)
     params = list(model.parameters())
@@ -215,19 +230,19 @@ def train_autoencoder(config: TrainConfig, run_dir: Path, device: torch.device, 
             _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1, "log": log},
                   checkpoint)
     model.eval().requires_grad_(False)
-    return model
+    return model, max(start, end), log
 
 
 def train_generator(config: TrainConfig, run_dir: Path, autoencoder: SceneAutoencoder, device: torch.device,
-                    progress: bool, stop_at: int | None) -> tuple[EmbeddedTransformer, EmbeddedTextEncoder]:
-    """Stage two (resumes from run_dir/transformer.pt); returns the EMA weights."""
+                    progress: bool, stop_at: int | None
+                    ) -> tuple[EmbeddedTransformer, EmbeddedTextEncoder, int, list]:
+    """Stage two (resumes from run_dir/transformer.pt); returns the EMA weights, the steps done and the loss log."""
     t = config.transformer
     tokenizer = WorldTokenizer.build()
     transformer, text_encoder = build_generator(config, tokenizer, autoencoder)
     transformer.to(device)
     text_encoder.to(device)
-    params = list(transformer.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay, betas=(0.9, 0.99))
+    params, optimizer = _generator_optimizer(transformer, text_encoder, t)
     ema_transformer, ema_text = copy.deepcopy(transformer).eval(), copy.deepcopy(text_encoder).eval()
     checkpoint = run_dir / "transformer.pt"
     start, log = 0, []
@@ -264,10 +279,9 @@ def train_generator(config: TrainConfig, run_dir: Path, autoencoder: SceneAutoen
         log.append((step, value))
         bar.set_postfix(loss=f"{running:.4f}")
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
-            _save({"transformer": transformer.state_dict(), "text_encoder": text_encoder.state_dict(),
-                   "ema_transformer": ema_transformer.state_dict(), "ema_text": ema_text.state_dict(),
-                   "optimizer": optimizer.state_dict(), "step": step + 1, "log": log}, checkpoint)
-    return ema_transformer, ema_text
+            _save(_generator_state(transformer, text_encoder, ema_transformer, ema_text, optimizer, step + 1, log),
+                  checkpoint)
+    return ema_transformer, ema_text, max(start, end), log
 
 
 def export_checkpoint(run_dir: str | Path, export_to: str | Path) -> PictorEmbeddedPipeline:
@@ -300,13 +314,9 @@ def start_from_pipeline(config: TrainConfig, run_dir: Path, folder: str | Path) 
     optimizer = torch.optim.AdamW(autoencoder.parameters())
     _save({"model": autoencoder.state_dict(), "optimizer": optimizer.state_dict(), "step": config.autoencoder.steps,
            "log": []}, run_dir / "autoencoder.pt")
-    params = list(transformer.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.transformer.learning_rate,
-                                  weight_decay=config.transformer.weight_decay, betas=(0.9, 0.99))
-    _save({"transformer": transformer.state_dict(), "text_encoder": text_encoder.state_dict(),
-           "ema_transformer": transformer.state_dict(), "ema_text": text_encoder.state_dict(),
-           "optimizer": optimizer.state_dict(), "step": config.transformer.schedule_from, "log": []},
-          run_dir / "transformer.pt")
+    _, optimizer = _generator_optimizer(transformer, text_encoder, config.transformer)
+    _save(_generator_state(transformer, text_encoder, transformer, text_encoder, optimizer,
+                           config.transformer.schedule_from, []), run_dir / "transformer.pt")
 
 
 def train(config: TrainConfig, run_dir: str | Path, export_to: str | Path | None = None,
@@ -324,14 +334,12 @@ def train(config: TrainConfig, run_dir: str | Path, export_to: str | Path | None
     if init_from is not None and not (run_dir / "transformer.pt").exists():
         start_from_pipeline(config, run_dir, init_from)
     started = time.time()
-    autoencoder = train_autoencoder(config, run_dir, device, progress, stop_at)
-    ae_state = torch.load(run_dir / "autoencoder.pt", map_location="cpu", weights_only=False)
-    if ae_state["step"] < config.autoencoder.steps:
-        return {"autoencoder": ae_state["log"], "transformer": []}
-    transformer, text_encoder = train_generator(config, run_dir, autoencoder, device, progress, stop_at)
-    tr_state = torch.load(run_dir / "transformer.pt", map_location="cpu", weights_only=False)
+    autoencoder, ae_steps, ae_log = train_autoencoder(config, run_dir, device, progress, stop_at)
+    if ae_steps < config.autoencoder.steps:
+        return {"autoencoder": ae_log, "transformer": []}
+    transformer, text_encoder, steps, log = train_generator(config, run_dir, autoencoder, device, progress, stop_at)
     (run_dir / "loss.json").write_text(json.dumps({
-        "seconds_this_session": time.time() - started, "autoencoder": ae_state["log"], "transformer": tr_state["log"]}))
-    if export_to is not None and tr_state["step"] >= config.transformer.steps:
+        "seconds_this_session": time.time() - started, "autoencoder": ae_log, "transformer": log}))
+    if export_to is not None and steps >= config.transformer.steps:
         export_pipeline(autoencoder.cpu(), transformer.cpu(), text_encoder.cpu(), WorldTokenizer.build(), export_to)
-    return {"autoencoder": ae_state["log"], "transformer": tr_state["log"]}
+    return {"autoencoder": ae_log, "transformer": log}
