@@ -180,6 +180,7 @@ class EditCase:
     source: Scene
     target: Scene
     preserve: np.ndarray  # (H, W) bool: pixels the edit must leave alone
+    unsized: SceneObject | None = None  # an added object whose size the instruction leaves open
 
 
 def _edited_region(source: Scene, target: Scene, resolution: int) -> np.ndarray:
@@ -203,16 +204,21 @@ def edit_cases(seed: int = 0, count: int = 120, max_objects: int = 2, resolution
         edit = sample_edit(rng, scene, world)
         if edit is None:
             continue
-        text, _ = instruct(scene, edit, rng)
+        text, spec = instruct(scene, edit, rng)
         target = apply_edit(scene, edit)
-        cases.append(EditCase(edit.kind, text, scene, target, ~_edited_region(scene, target, resolution)))
+        unsized = None
+        if spec.new_object is not None and spec.new_object.size is None:
+            unsized = next(o for o in target.objects if o.cell == edit.cell)
+        cases.append(EditCase(edit.kind, text, scene, target, ~_edited_region(scene, target, resolution), unsized))
     return cases
 
 
-def scene_matches(scene: Scene, image: np.ndarray) -> bool:
-    """The image shows exactly `scene`: every object's shape, colour, size and cell, and its background."""
+def scene_matches(scene: Scene, image: np.ndarray, unsized: SceneObject | None = None) -> bool:
+    """The image shows exactly `scene`: every object's shape, colour, size and cell, and its background; any
+    size for `unsized`, an object whose size the request left open."""
     detection = detect(image)
-    spec = SceneSpec(tuple(ObjectSpec(o.shape, o.colour, o.size, o.cell) for o in scene.objects))
+    spec = SceneSpec(tuple(ObjectSpec(o.shape, o.colour, None if o is unsized else o.size, o.cell)
+                           for o in scene.objects))
     return spec_satisfied(spec, detection.objects) and background_colours(detection) == scene.background.colours
 
 
@@ -330,7 +336,7 @@ def run_edits(edit: Edit, cases: list[EditCase], resolution: int = 64, batch: in
                        [2000 + chunk_index * batch + i for i in range(len(chunk))])
         for case, out in zip(chunk, outputs):
             array = np.asarray(out.convert("RGB"))
-            ok = scene_matches(case.target, array)
+            ok = scene_matches(case.target, array, case.unsized)
             by_kind[case.kind].append(ok)
             expected = render(case.target, resolution).image
             psnrs.append(min(psnr(array, expected, case.preserve), 99.0))
@@ -368,13 +374,13 @@ def run_inpaint(inpaint: Inpaint, seed: int = 0, count: int = 60, max_objects: i
             prompts.append(object_phrase(rng, ObjectSpec(obj.shape, obj.colour)))
             images.append(image)
             masks.append(mask)
-            targets.append(scene)
+            targets.append((scene, obj))
         outputs = inpaint(prompts, images, masks, [3000 + chunk_index * batch + i for i in range(len(chunk))])
-        for out, image, mask, scene in zip(outputs, images, masks, targets):
+        for out, image, mask, (scene, obj) in zip(outputs, images, masks, targets):
             array, original = np.asarray(out.convert("RGB")), np.asarray(image)
             outside = np.asarray(mask) == 0
             exact.append(bool((array[outside] == original[outside]).all()))
-            ok_list.append(scene_matches(scene, array))
+            ok_list.append(scene_matches(scene, array, unsized=obj))  # the prompt names no size
     result.scores["inpaint_success"] = sum(ok_list) / len(ok_list)
     result.scores["inpaint_outside_identical"] = sum(exact) / len(exact)
     result.counts["inpaint_success"] = len(ok_list)

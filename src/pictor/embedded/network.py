@@ -47,7 +47,7 @@ class EmbeddedTextEncoder(ModelMixin, ConfigMixin):
 class EmbeddedTransformer(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, codes: int = 199, tokens: int = 11, text_width: int = 128, width: int = 192, layers: int = 6,
-                 heads: int = 6):
+                 heads: int = 6, cells: int = 9, cell_colours: int = 0, cell_forms: int = 0):
         super().__init__()
         self.text_in = nn.Linear(text_width, width)
         self.task = nn.Embedding(len(TASKS), width)
@@ -61,6 +61,14 @@ class EmbeddedTransformer(ModelMixin, ConfigMixin):
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, codes)
+        if cell_colours:
+            # A cell's token (0 empty, else 1 + colour * forms + form) is embedded and scored as its colour and its form
+            # apart: a (colour, shape) pair never seen together is then as likely as its parts say.
+            if 1 + cell_colours * cell_forms != codes:
+                raise ValueError("cell tokens must be 1 + colours * forms")
+            self.cell_colour = nn.Embedding(cell_colours + 1, width)  # the last row: empty
+            self.cell_form = nn.Embedding(cell_forms, width)
+            self.cell_head = nn.Linear(width, 1 + cell_colours + cell_forms)
         # At the scale of the token embeddings (N(0, 1)): at std 0.02 the cells' positions were drowned by them and
         # the model never tied cell words to cells (bench/results/embedded-position-probe-cpu-2core.md).
         nn.init.normal_(self.position, std=1.0)
@@ -72,7 +80,25 @@ class EmbeddedTransformer(ModelMixin, ConfigMixin):
 
     def _embed(self, tokens: torch.Tensor, table: nn.Embedding) -> torch.Tensor:
         """(B, T) codes, -1 for none -> (B, T, width)."""
-        return table(torch.where(tokens < 0, self.config.codes, tokens))
+        index = torch.where(tokens < 0, self.config.codes, tokens)
+        plain = table(index)
+        if not self.config.cell_colours:
+            return plain
+        pairs = self.cell_colour.weight[:-1, None] + self.cell_form.weight[None]
+        cell_table = torch.cat([self.cell_colour.weight[-1:], pairs.flatten(0, 1), table.weight[-1:]])
+        cells = self.config.cells
+        return torch.cat([cell_table[index[:, :cells]], plain[:, cells:]], 1)
+
+    def _score(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, width) -> (B, T, codes) logits; a cell's pair scored as its colour's and its form's sum."""
+        logits = self.head(x)
+        if not self.config.cell_colours:
+            return logits
+        cells, colours = self.config.cells, self.config.cell_colours
+        parts = self.cell_head(x[:, :cells])
+        empty, colour, form = parts[..., :1], parts[..., 1:1 + colours], parts[..., 1 + colours:]
+        pairs = (colour[..., :, None] + form[..., None, :]).flatten(-2)
+        return torch.cat([torch.cat([empty, pairs], -1), logits[:, cells:]], 1)
 
     def forward(self, text_states: torch.Tensor, text_keep: torch.Tensor, task: torch.Tensor,
                 source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -87,4 +113,4 @@ class EmbeddedTransformer(ModelMixin, ConfigMixin):
         x = torch.cat([self.task(task)[:, None], text, image], 1)
         ones = torch.ones(b, 1 + self.tokens, dtype=torch.bool, device=text_keep.device)
         keep = torch.cat([ones[:, :1], text_keep, ones[:, 1:]], 1)
-        return self.head(self.norm(self.blocks(x, src_key_padding_mask=~keep))[:, -self.tokens:])
+        return self._score(self.norm(self.blocks(x, src_key_padding_mask=~keep))[:, -self.tokens:])

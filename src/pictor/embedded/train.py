@@ -25,10 +25,11 @@ from tqdm import tqdm
 
 from pictor.embedded.autoencoder import SceneAutoencoder, compose
 from pictor.embedded.data import DataConfig, autoencoder_batch, make_examples, token_batch
-from pictor.embedded.layers import SCENE_CODES, SCENE_TOKENS
+from pictor.embedded.layers import FORMS, SCENE_CODES, SCENE_TOKENS
 from pictor.embedded.network import EmbeddedTextEncoder, EmbeddedTransformer
 from pictor.embedded.pipeline import PictorEmbeddedPipeline
 from pictor.embedded.tokenizer import WorldTokenizer
+from pictor.embedded.world import COLOURS
 
 
 @dataclass
@@ -58,6 +59,7 @@ class TransformerConfig:
     text_heads: int = 4
     # A later phase of a run: its own warmup and cosine start at this step (the earlier phase ended there).
     schedule_from: int = 0
+    factored_cells: bool = True  # a cell's token embedded and scored as colour + form (see EmbeddedTransformer)
 
 
 @dataclass
@@ -98,8 +100,10 @@ def build_generator(config: TrainConfig, tokenizer: WorldTokenizer,
     text_encoder = EmbeddedTextEncoder(vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length,
                                        width=t.text_width, layers=t.text_layers, heads=t.text_heads,
                                        pad_id=tokenizer.pad_id)
+    factors = {"cell_colours": len(COLOURS), "cell_forms": FORMS} if t.factored_cells else {}
     transformer = EmbeddedTransformer(codes=max(SCENE_CODES, autoencoder.codes), tokens=SCENE_TOKENS,
-                                      text_width=t.text_width, width=t.width, layers=t.layers, heads=t.heads)
+                                      text_width=t.text_width, width=t.width, layers=t.layers, heads=t.heads,
+                                      **factors)
     return transformer, text_encoder
 
 
