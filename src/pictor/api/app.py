@@ -14,8 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pictor.api import logs
 from pictor.api.dependencies import Components
-from pictor.api.errors import error_response, install_error_handlers
+from pictor.api.errors import ApiError, error_response, install_error_handlers
 from pictor.api.routes import batches, files, gallery, images, jobs, provenance, responses, sessions, studio, system
+from pictor.api.security import authenticate
 from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
 
@@ -73,6 +74,35 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+class KeyBeforeBody:
+    """401 for a request with a body to `/v1/` from a caller without a valid key, before the body is read.
+
+    Routes authenticate through their dependencies, which FastAPI resolves only after reading and parsing the
+    body: without this, anyone could make the server buffer and parse 100 MB before being turned away. The
+    public `/v1` routes (signed image links, trust anchors) are GETs and have no body.
+    """
+
+    BODY_METHODS = (b"POST", b"PUT", b"PATCH")
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"].encode() in self.BODY_METHODS
+                and scope["path"].startswith("/v1/")):
+            parts = getattr(scope["app"].state, "components", None)
+            if parts is not None and parts.keyless_principal is None:
+                request = Request(scope)
+                try:
+                    await asyncio.to_thread(authenticate, request, parts.database, None)
+                except ApiError as error:
+                    response = error_response(error.status, error.message, error.type, error.param, error.code,
+                                              headers={"connection": "close"})
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 async def _checkpoint_regularly(parts: Components) -> None:
     """A signed checkpoint within a minute of the last entry even when no further request comes to trigger one."""
     audit = parts.governance.audit
@@ -115,6 +145,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     studio.install(app)  # `/` and `/studio/*`: the web studio's static files
     # Inside `observe` (middleware added later wraps what was added before), so a 413 is counted and logged.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(KeyBeforeBody)  # outside BodyLimit: a keyless body is not even buffered
 
     @app.middleware("http")
     async def observe(request: Request, call_next) -> Response:

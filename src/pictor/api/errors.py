@@ -72,6 +72,9 @@ def install_error_handlers(app: FastAPI) -> None:
             message, code = f"Unrecognized request argument supplied: {param}", "unknown_parameter"
         elif kind == "missing" and param:
             message, code = f"Missing required parameter: '{param}'.", "missing_required_parameter"
+        elif kind == "string_too_long" and param:
+            message = f"Invalid '{param}': string too long ({first.get('msg', '')})."
+            code = "string_above_max_length"
         else:
             message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}." if param else "Invalid request."
             code = "invalid_value" if param else "invalid_request"
@@ -80,7 +83,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
-        return error_response(error.status_code, str(error.detail), "invalid_request_error", None, code)
+        # A 405 keeps its Allow header (RFC 9110 asks for it).
+        return error_response(error.status_code, str(error.detail), "invalid_request_error", None, code,
+                              headers=getattr(error, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:

@@ -16,12 +16,17 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pictor.core import ImageJob, JobKind
+from pictor.service.animation import MAX_FRAME_DURATION_MS
 from pictor.service.errors import InvalidRequest
-from pictor.service.images import ImagesResult
+from pictor.service.images import MAX_PROMPT_CHARS, ImagesResult
 
 QualityIn = Literal["auto", "low", "medium", "high", "xhigh", "max", "standard", "hd"]
 LEGACY_QUALITY = {"standard": "medium", "hd": "high"}
 _SIZE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
+
+
+# The largest integer a database column holds (SQLite and PostgreSQL BIGINT): bigger offsets and indexes are a 400.
+MAX_SQL_INTEGER = 2**63 - 1
 
 
 class SvgReasoning(BaseModel):
@@ -54,7 +59,7 @@ class _Common(BaseModel):
     output_compression: int | None = Field(None, ge=0, le=100)
     complexity: Literal["low", "medium", "high"] | None = None
     frame_count: int | None = Field(None, ge=2, le=16)
-    frame_duration_ms: int | None = Field(None, ge=1)
+    frame_duration_ms: int | None = Field(None, ge=1, le=MAX_FRAME_DURATION_MS)
     svg: SvgOptions | None = None
     safety_identifier: str | None = None
     candidates: int | None = Field(None, ge=1, le=8)  # Pictor's: best of this many (overrides complexity's)
@@ -125,14 +130,14 @@ class _Common(BaseModel):
 
 
 class GenerationRequest(_Common):
-    prompt: str = Field(min_length=1)
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     style: Literal["vivid", "natural"] | None = None  # dall-e-3's; accepted, recorded, no effect here
 
 
 class EditFields(_Common):
     """The non-file fields of a multipart edit (they arrive as strings and are coerced)."""
 
-    prompt: str = Field(min_length=1)
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     input_fidelity: Literal["high", "low"] | None = None
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pictor.api.schemas import LEGACY_QUALITY, ImageReference, QualityIn, data_url_bytes
 from pictor.service.errors import InvalidRequest
-from pictor.service.sessions import ImageInput, TurnOutcome, TurnRequest
+from pictor.service.sessions import MAX_TEXT_CHARS, ImageInput, TurnOutcome, TurnRequest
 from pictor.storage.database import SessionRecord, TurnRecord
 
 
@@ -50,7 +50,7 @@ class SessionCreate(BaseModel):
 class TurnCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     images: list[str | ImageGiven] = Field(default_factory=list, max_length=16)
     image_names: list[str | None] = Field(default_factory=list, max_length=16)
     mask: str | ImageGiven | None = None

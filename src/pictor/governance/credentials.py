@@ -169,10 +169,10 @@ def _create(folder: Path, organisation: str) -> None:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), critical=False)
             .sign(root_key, hashes.SHA256()))
     # The leaf key last: its presence marks a complete set (see load_or_create).
-    _write(folder / ROOT_KEY, _key_pem(root_key), private=True)
+    _write(folder / ROOT_KEY, _key_pem(root_key))
     _write(folder / ROOT_CERT, root.public_bytes(serialization.Encoding.PEM))
     _write(folder / LEAF_CERT, leaf.public_bytes(serialization.Encoding.PEM))
-    _write(folder / LEAF_KEY, _key_pem(leaf_key), private=True)
+    _write(folder / LEAF_KEY, _key_pem(leaf_key))
 
 
 def _key_usage(cert_sign: bool) -> x509.KeyUsage:
@@ -186,12 +186,13 @@ def _key_pem(key) -> bytes:
                              serialization.NoEncryption())
 
 
-def _write(path: Path, data: bytes, private: bool = False) -> None:
-    """Write atomically (a temporary file renamed over the target), keys readable by the owner only."""
+def _write(path: Path, data: bytes) -> None:
+    """Write atomically (a temporary file renamed over the target), readable by the owner only: certificates are
+    public, but what lives in the data folder is the service's own (the API serves the trust anchors)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
-        os.fchmod(out.fileno(), 0o600 if private else 0o644)
+        os.fchmod(out.fileno(), 0o600)
         out.write(data)
     os.replace(tmp, path)
 

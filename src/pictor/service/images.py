@@ -152,6 +152,15 @@ class SearchOutcome:
 KEEP_ALIVE = object()
 
 
+def _check_limits(job: ImageJob) -> None:
+    """The request's sizes, checked before any work that grows with them."""
+    if len(job.prompt) > MAX_PROMPT_CHARS:
+        raise InvalidRequest(f"The prompt is {len(job.prompt)} characters; the limit is {MAX_PROMPT_CHARS}.",
+                             "prompt", "string_above_max_length")
+    if len(job.images) > MAX_INPUT_IMAGES:
+        raise InvalidRequest(f"At most {MAX_INPUT_IMAGES} images per edit.", "image", "too_many_images")
+
+
 def _check_bounds(width: int, height: int, what: str, param: str, code: str) -> None:
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         raise InvalidRequest(f"{what}: each side must be within {MIN_SIDE}..{MAX_SIDE}.", param, code)
@@ -199,10 +208,12 @@ class ImageService:
 
         `moderate=False` only for replaying an audited request, which the policy of its day already allowed.
         """
+        _check_limits(job)  # before anything reads the prompt or the images: a refusal costs nothing
         model = self._model(job)
         settings = self.database.tenant_settings(job.tenant_id) if job.tenant_id else {}
         level = self.governance.level(job.moderation, settings)
-        decisions = [self._check_text(job, level, principal)] if moderate else []
+        # Off the event loop: the policy's work grows with the text, and other requests must not wait on it.
+        decisions = [await asyncio.to_thread(self._check_text, job, level, principal)] if moderate else []
         width, height, sources, mask = await asyncio.to_thread(self._inputs, job)
         if moderate:
             decisions += await asyncio.to_thread(self._check_images, job, sources, level, "input", principal)
@@ -350,7 +361,7 @@ class ImageService:
                 future.cancel()
             raise ModelFailure(f"The model failed: {error}", None, "model_error") from error
         if keys:
-            self._remember(keys, cached, made)
+            self._remember(keys, cached, made, principal.tenant_id)
         results = [hit if hit is not None else made.pop(0) for hit in cached]
         states = ["hit" if hit is not None else "miss" for hit in cached] if keys else [""] * len(requests)
         return results, states
@@ -536,12 +547,18 @@ class ImageService:
                 model_seconds=time.perf_counter() - started))
         return found
 
-    def _remember(self, keys: list[str], cached: list[EngineResult | None], made: list[EngineResult]) -> None:
+    def _remember(self, keys: list[str], cached: list[EngineResult | None], made: list[EngineResult],
+                  tenant_id: str) -> None:
         assert self.result_cache is not None
         misses = [key for key, hit in zip(keys, cached) if hit is None]
         for key, result in zip(misses, made):
             self.result_cache.put(key, CachedOutput(result.image.copy(), tuple(result.unknown_words),
-                                                    result.revised_prompt))
+                                                    result.revised_prompt, tenant_id))
+
+    def forget_cached(self, tenant_id: str) -> None:
+        """After a prompt's erasure: nothing the tenant's requests left in the result cache stays."""
+        if self.result_cache is not None:
+            self.result_cache.forget_tenant(tenant_id)
 
     async def stream(self, job: ImageJob | Plan, principal: Principal, partial_images: int,
                      keepalive_s: float | None = None) -> AsyncIterator:
@@ -602,11 +619,6 @@ class ImageService:
             raise UnknownModel(error.name) from None
 
     def _inputs(self, job: ImageJob) -> tuple[int, int, list[Image.Image], Image.Image | None]:
-        if len(job.prompt) > MAX_PROMPT_CHARS:
-            raise InvalidRequest(f"The prompt is {len(job.prompt)} characters; the limit is {MAX_PROMPT_CHARS}.",
-                                 "prompt", "string_above_max_length")
-        if len(job.images) > MAX_INPUT_IMAGES:
-            raise InvalidRequest(f"At most {MAX_INPUT_IMAGES} images per edit.", "image", "too_many_images")
         width, height = resolve_size(job.size)
         sources = [open_image(data, "image") for data in job.images]
         mask = editable_area(job.mask, sources[0].size) if job.mask is not None else None

@@ -31,6 +31,7 @@ class CachedOutput:
     image: Image.Image
     unknown_words: tuple[str, ...]
     revised_prompt: str | None
+    tenant_id: str = ""
 
     @property
     def nbytes(self) -> int:
@@ -88,6 +89,14 @@ class ResultCache:
             self._items.move_to_end(key)
             self.hits += 1
             return found
+
+    def forget_tenant(self, tenant_id: str) -> int:
+        """Drop every output cached for a tenant (an erased prompt may be among them); returns how many."""
+        with self._lock:
+            keys = [key for key, output in self._items.items() if output.tenant_id == tenant_id]
+            for key in keys:
+                self.bytes -= self._items.pop(key).nbytes
+            return len(keys)
 
     def put(self, key: str, output: CachedOutput) -> None:
         size = output.nbytes

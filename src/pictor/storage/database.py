@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, literal, select, update
+from sqlalchemy import Engine, Text, cast, create_engine, delete, event, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,6 +40,20 @@ from pictor.storage.tables import (
 
 AuditItem = tuple[int, str, str]  # (index, canonical entry text, leaf hash hex): a finished audit entry
 PROMPT_KEYS = ("prompt", "negative_prompt", "revised_prompt")  # what erase_prompt removes from image params
+
+
+# What is read from a prompt and would repeat its words: kept as keys, emptied on erasure.
+PROMPT_DERIVED_KEYS = ("unknown_words", "validation")
+
+
+def without_prompts(value: Any) -> Any:
+    """`value` (JSON) with every PROMPT_KEYS entry removed and every PROMPT_DERIVED_KEYS one emptied, at any depth."""
+    if isinstance(value, dict):
+        return {k: ([] if isinstance(v, list) else None) if k in PROMPT_DERIVED_KEYS else without_prompts(v)
+                for k, v in value.items() if k not in PROMPT_KEYS}
+    if isinstance(value, list):
+        return [without_prompts(v) for v in value]
+    return value
 
 
 class AuditReservationLost(StorageError):
@@ -599,12 +613,18 @@ class Database:
             row = session.get(ImageRow, image_id)
             if row is None:
                 raise ImageNotFound(image_id)
-            params = {key: value for key, value in (row.params or {}).items() if key not in PROMPT_KEYS}
-            row.params = {**params, "prompt_erased": utcnow().isoformat()}
+            row.params = {**without_prompts(row.params or {}), "prompt_erased": utcnow().isoformat()}
             session.execute(delete(PromptSaltRow).where(PromptSaltRow.subject == image_id))
             # The conversation turn that made it holds the same words.
-            session.execute(update(SessionTurnRow).where(SessionTurnRow.image_id == image_id)
-                            .values(text="", prompt="", extra={}))
+            for turn in session.scalars(select(SessionTurnRow).where(SessionTurnRow.image_id == image_id)):
+                turn.text, turn.prompt, turn.extra = "", "", {}
+                turn.params = without_prompts(turn.params or {})
+            # So do the async job (or batch line) that made it: its stored request and result.
+            mentions = cast(ImageJobRow.result, Text).like(f'%"{image_id}"%')
+            for job in session.scalars(select(ImageJobRow).where(ImageJobRow.tenant_id == row.tenant_id, mentions)):
+                if any(item.get("id") == image_id for item in (job.result or {}).get("images", [])):
+                    job.request = {**without_prompts(job.request or {}), "prompt_erased": True}
+                    job.result = without_prompts(job.result)
             session.flush()
             return _image(row)
 

@@ -53,4 +53,12 @@ class DataDir:
         """Make the folders (private to the user: the database holds key hashes and tenant data)."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.blobs.mkdir(mode=0o700, exist_ok=True)
+        # mkdir's mode passes through the umask and leaves an existing folder as it was: set it outright.
+        # With the root at 0700 nothing under it is reachable by other users, whatever its own mode.
+        self.root.chmod(0o700)
+        self.blobs.chmod(0o700)
+        # The database is made here, private, before SQLite would make it with the umask's mode (its journal
+        # and WAL files take the database file's mode).
+        os.close(os.open(self.database_path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self.database_path.chmod(0o600)
         return self

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
@@ -46,6 +47,10 @@ async def upload_file(request: Request, caller: Caller) -> dict[str, Any]:
     if purpose not in PURPOSES:
         raise ApiError(400, f"Invalid value for 'purpose': {purpose!r}; this server accepts 'batch'.",
                        param="purpose", code="invalid_value")
+    name = upload.filename or "upload.jsonl"
+    if len(name) > 256 or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise ApiError(400, "The file name must be at most 256 characters, with no control characters.",
+                       param="file", code="invalid_file_name")
     data = await upload.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ApiError(400, f"The file is larger than {MAX_FILE_BYTES} bytes.", param="file", code="file_too_large")
@@ -53,7 +58,6 @@ async def upload_file(request: Request, caller: Caller) -> dict[str, Any]:
         raise ApiError(400, "The file is empty.", param="file", code="invalid_file")
     parts = components(request)
     digest = await asyncio.to_thread(parts.blobs.put, data)
-    name = (upload.filename or "upload.jsonl")[:256]
     record = await asyncio.to_thread(store(request).add_file, caller.tenant_id,
                                      NewFile(new_id("file-"), name, len(data), digest), purpose)
     return file_object(record)
@@ -77,9 +81,14 @@ async def get_file(file_id: str, request: Request, caller: Caller) -> dict[str, 
 async def file_content(file_id: str, request: Request, caller: Caller) -> Response:
     record = store(request).get_file(caller.tenant_id, file_id)
     data = await asyncio.to_thread(components(request).blobs.get, record.content_hash)
-    name = record.filename.replace('"', "")
     return Response(data, media_type="application/octet-stream",
-                    headers={"content-disposition": f'attachment; filename="{name}"'})
+                    headers={"content-disposition": attachment_disposition(record.filename)})
+
+
+def attachment_disposition(name: str) -> str:
+    """An ASCII fallback name and the exact one in RFC 5987 form: a header carries any name safely."""
+    fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 @router.delete("/v1/files/{file_id}")

@@ -10,13 +10,15 @@ from fastapi import APIRouter, Query, Request
 
 from pictor.api.dependencies import Caller, components
 from pictor.api.routes.sessions import links
+from pictor.api.schemas import MAX_SQL_INTEGER
 
 router = APIRouter()
 
 
 @router.get("/v1/images")
 async def list_images(request: Request, caller: Caller, search: str = Query(default="", max_length=200),
-                      limit: int = Query(default=50, ge=1, le=200), offset: int = Query(default=0, ge=0)) -> dict:
+                      limit: int = Query(default=50, ge=1, le=200),
+                      offset: int = Query(default=0, ge=0, le=MAX_SQL_INTEGER)) -> dict:
     parts = components(request)
     records = parts.database.search_images(caller.tenant_id, search.strip(), limit=limit + 1, offset=offset)
     url_for = links(request, parts, caller)

@@ -87,7 +87,7 @@ def render_result(parts: Components, caller: Principal, record: JobRecord,
             data = parts.blobs.get(parts.database.get_image(caller.tenant_id, item["id"]).content_hash)
         artifact = Artifact(id=item["id"], data=data, format=summary["output_format"], width=item["width"],
                             height=item["height"])
-        produced.append(ProducedImage(artifact, item["seed"], item["revised_prompt"], item["unknown_words"],
+        produced.append(ProducedImage(artifact, item["seed"], item.get("revised_prompt"), item["unknown_words"],
                                       item.get("validation")))
     result = ImagesResult(created=summary["created"], images=produced, size=summary["size"],
                           quality=summary["quality"], background=summary["background"],

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from pictor.api.dependencies import Caller, components
 from pictor.api.errors import ApiError
 from pictor.api.routes.images import read_form
+from pictor.api.schemas import MAX_SQL_INTEGER
 
 router = APIRouter()
 
@@ -38,7 +39,10 @@ async def lineage(image_id: str, request: Request, caller: Caller) -> dict:
 
 @router.delete("/v1/images/{image_id}/prompt")
 async def erase_prompt(image_id: str, request: Request, caller: Caller) -> dict:
-    return components(request).provenance.erase_prompt(caller, image_id)
+    parts = components(request)
+    erased = parts.provenance.erase_prompt(caller, image_id)
+    parts.service.forget_cached(caller.tenant_id)
+    return erased
 
 
 @router.get("/v1/audit/checkpoint")
@@ -47,12 +51,12 @@ async def checkpoint(request: Request, caller: Caller) -> dict:
 
 
 @router.get("/v1/audit/entries/{index}/proof")
-async def inclusion(index: int, request: Request, caller: Caller,
-                    tree_size: int | None = Query(default=None, ge=1)) -> dict:
+async def inclusion(request: Request, caller: Caller, index: int = Path(ge=0, le=MAX_SQL_INTEGER),
+                    tree_size: int | None = Query(default=None, ge=1, le=MAX_SQL_INTEGER)) -> dict:
     return components(request).provenance.inclusion(caller, index, tree_size)
 
 
 @router.get("/v1/audit/consistency")
-async def consistency(request: Request, caller: Caller, old_size: int = Query(ge=0),
-                      new_size: int | None = Query(default=None, ge=0)) -> dict:
+async def consistency(request: Request, caller: Caller, old_size: int = Query(ge=0, le=MAX_SQL_INTEGER),
+                      new_size: int | None = Query(default=None, ge=0, le=MAX_SQL_INTEGER)) -> dict:
     return components(request).provenance.consistency(old_size, new_size)
