@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pictor.api import logs
+from pictor.api import logs, openapi
 from pictor.api.dependencies import Components
 from pictor.api.errors import ApiError, error_response, install_error_handlers
 from pictor.api.routes import batches, files, gallery, images, jobs, provenance, responses, sessions, studio, system
@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
 
     app = FastAPI(title="Pictor", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    openapi.install(app)
     app.include_router(images.router)
     app.include_router(provenance.router)
     app.include_router(system.router)

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from pictor.service.errors import ServiceError
 from pictor.storage import NotFound
@@ -42,6 +43,22 @@ def error_response(status: int, message: str, type_: str = "invalid_request_erro
 def _validation_param(error: dict) -> str | None:
     location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
     return ".".join(location) or None
+
+
+def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
+    """Every method some route serves at this request's path."""
+    methods: set[str] = set()
+    routes = list(app.router.routes)
+    while routes:
+        route = routes.pop()
+        included = getattr(route, "original_router", None)  # an included router (its paths are whole: no prefix)
+        if included is not None:
+            routes.extend(included.routes)
+            continue
+        match, _ = route.matches({**scope, "method": "GET"})
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -81,11 +98,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, message, "invalid_request_error", param, code)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
-        # A 405 keeps its Allow header (RFC 9110 asks for it).
+        headers = getattr(error, "headers", None)
+        if error.status_code == 405:
+            # RFC 9110: Allow names every method of the resource; Starlette names only those of the first route
+            # whose path matched, and a path here may be served by several routes (GET and POST /v1/files).
+            headers = {"Allow": ", ".join(allowed_methods(app, request.scope))}
         return error_response(error.status_code, str(error.detail), "invalid_request_error", None, code,
-                              headers=getattr(error, "headers", None))
+                              headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:

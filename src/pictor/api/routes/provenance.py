@@ -51,7 +51,7 @@ async def checkpoint(request: Request, caller: Caller) -> dict:
 
 
 @router.get("/v1/audit/entries/{index}/proof")
-async def inclusion(request: Request, caller: Caller, index: int = Path(ge=0, le=MAX_SQL_INTEGER),
+async def inclusion(request: Request, caller: Caller, index: int = Path(ge=0, lt=MAX_SQL_INTEGER),
                     tree_size: int | None = Query(default=None, ge=1, le=MAX_SQL_INTEGER)) -> dict:
     return components(request).provenance.inclusion(caller, index, tree_size)
 
