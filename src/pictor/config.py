@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     audit_origin: str = "pictor.local/audit"  # the checkpoints' origin line: name this log uniquely
     audit_checkpoint_every: int = 100  # entries; a checkpoint is also signed a minute after the last one
     policy_file: Path | None = None  # the content policy (TOML); default: the shipped policies/default.toml
+    # An image classifier for inputs and outputs: "nudenet" (the optional extra) or "package.module:factory";
+    # none by default (every image check is then recorded as `unavailable`).
+    image_classifier: str | None = None
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides) -> Settings:

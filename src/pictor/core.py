@@ -194,10 +194,12 @@ class Decision:
     rule_ids: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     reason: str = ""
+    scores: tuple[tuple[str, float], ...] = ()  # an image classifier's score per category, for the record
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rule_ids", tuple(self.rule_ids))
         object.__setattr__(self, "categories", tuple(self.categories))
+        object.__setattr__(self, "scores", tuple(sorted(dict(self.scores).items())))
         _check_choice("stage", self.stage, Stage)
 
     @property

@@ -574,13 +574,15 @@ class Policy:
             return Decision(allowed=allowed, stage=stage, rule_ids=(UNAVAILABLE_RULE,), reason=reason)
         over = sorted(category for category, threshold in lvl.image_thresholds.items()
                       if result.scores.get(category, 0.0) >= threshold)
+        scores = tuple(result.scores.items())
         if over:
             rule_ids = tuple(f"image.{category}" for category in over)
             reason = (f"blocked by image classifier {result.classifier or name}: rule"
                       f"{'s' if len(over) > 1 else ''} {', '.join(rule_ids)} at level {lvl.name} "
                       f"[policy {self.version}]")
-            return Decision(allowed=False, stage=stage, rule_ids=rule_ids, categories=tuple(over), reason=reason)
-        return Decision(allowed=True, stage=stage, rule_ids=("image.scored",),
+            return Decision(allowed=False, stage=stage, rule_ids=rule_ids, categories=tuple(over), reason=reason,
+                            scores=scores)
+        return Decision(allowed=True, stage=stage, rule_ids=("image.scored",), scores=scores,
                         reason=f"image classifier {result.classifier or name} scored below the thresholds of level "
                                f"{lvl.name} [policy {self.version}]")
 

@@ -21,6 +21,7 @@ from pictor.core import Artifact, Decision
 from pictor.governance import credentials as signing
 from pictor.governance.audit import AuditLog, new_salt, salted_hash
 from pictor.governance.checkpoint import CheckpointSigner
+from pictor.governance.classifiers import load_classifier
 from pictor.governance.policy import Policy
 from pictor.governance.provenance import Parent, ProvenanceClaim, sign
 from pictor.storage import Database
@@ -64,13 +65,14 @@ class Governance:
             "event": "refused", "tenant": tenant, "key_id": key_id, "user": user, "kind": kind,
             "text_hashes": {name: salted_hash(text, salt) for name, text in texts.items() if text},
             "policy": {"version": self.policy_version, "stage": decision.stage, "rule_ids": list(decision.rule_ids),
-                       "categories": list(decision.categories)}})
+                       "categories": list(decision.categories),
+                       **({"scores": dict(decision.scores)} if decision.scores else {})}})
         self.audit.database.finalise_audit([item], {f"audit:{index}": salt})
 
     @classmethod
     def open(cls, root: Path, database: Database, origin: str = "pictor.local/audit", checkpoint_every: int = 100,
              chain: Path | None = None, key: Path | None = None, anchors: Path | None = None,
-             policy: Path | None = None) -> Governance:
+             policy: Path | None = None, image_classifier: str | None = None) -> Governance:
         """Credentials (the operator's, or a CA made on first start) and the audit log.
 
         Only the serving process should call `audit.void_pending()` (at start-up, before serving): from a
@@ -83,13 +85,15 @@ class Governance:
         else:
             credentials = signing.load_or_create(root / "provenance")
         signer = CheckpointSigner.load_or_create(root / "audit" / "checkpoint-key.pem", origin)
+        classifier = load_classifier(image_classifier) if image_classifier else None
         return cls(credentials, AuditLog(database, signer, origin, checkpoint_every=checkpoint_every),
-                   Policy.load(policy))
+                   Policy.load(policy, image_classifier=classifier))
 
     @classmethod
     def from_settings(cls, settings: Settings, root: Path, database: Database) -> Governance:
         return cls.open(root, database, settings.audit_origin, settings.audit_checkpoint_every, settings.signing_chain,
-                        settings.signing_key, settings.signing_anchors, settings.policy_file)
+                        settings.signing_key, settings.signing_anchors, settings.policy_file,
+                        settings.image_classifier)
 
     def receipt(self, count: int) -> Receipt:
         return Receipt(self, self.audit.reserve(count), new_job_id())
@@ -126,7 +130,8 @@ class Receipt:
             "output_hash": artifact.content_hash, "model": artifact.model, "seed": artifact.seed,
             "prompt_hash": salted_hash(prompt, salt),
             "policy": {"version": self.governance.policy_version, "decision": "allowed",
-                       "checks": [{"stage": d.stage, "rule_ids": list(d.rule_ids)} for d in decisions]},
+                       "checks": [{"stage": d.stage, "rule_ids": list(d.rule_ids),
+                                   **({"scores": dict(d.scores)} if d.scores else {})} for d in decisions]},
             **fields}))
 
     def entries(self) -> list[tuple[int, str, str]]:
