@@ -26,7 +26,7 @@ from local_server import percentile
 from pictor.governance.policy import Policy
 
 LEVELS = ("strict", "standard", "low")
-SUBSETS = ("plain", "obfuscated", "multilingual", "look-alike")
+SUBSET_ORDER = ("plain", "obfuscated", "symbols", "described", "multilingual", "look-alike", "benign")
 BLOCKS_AT = {"all": {"strict", "standard", "low"}, "standard": {"strict", "standard"}, "strict": {"strict"},
              "none": set()}
 DATA = Path(__file__).parent / "data" / "policy-eval.jsonl"
@@ -41,7 +41,7 @@ def held_out(item_id: str) -> bool:
 def load(path: Path) -> list[dict]:
     items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     for item in items:
-        if item["block"] not in BLOCKS_AT or item["subset"] not in SUBSETS:
+        if item["block"] not in BLOCKS_AT or item["subset"] not in SUBSET_ORDER:
             raise ValueError(f"bad item {item['id']}")
         item["held_out"] = held_out(item["id"])
     return items
@@ -104,6 +104,7 @@ def timing(policy: Policy, items: list[dict], repeats: int) -> dict:
 
 
 def run(policy: Policy, items: list[dict], show_held_out: bool) -> dict:
+    subsets = [name for name in SUBSET_ORDER if any(item["subset"] == name for item in items)]
     decisions = {level: {} for level in LEVELS}
     for item in items:
         for level in LEVELS:
@@ -117,9 +118,9 @@ def run(policy: Policy, items: list[dict], show_held_out: bool) -> dict:
         out = [item for item in items if item["held_out"]]
         entry = {"all": scores(rows(items)), "development": scores(rows(dev)), "held_out": scores(rows(out)),
                  "subsets": {subset: scores(rows([item for item in items if item["subset"] == subset]))
-                             for subset in SUBSETS},
+                             for subset in subsets},
                  "held_out_subsets": {subset: scores(rows([item for item in out if item["subset"] == subset]))
-                                      for subset in SUBSETS}}
+                                      for subset in subsets}}
         caught = [item for item in items if level in BLOCKS_AT[item["block"]] and decisions[level][item["id"]].blocked]
         agree = sum(1 for item in caught if any(c == item["category"] or c.startswith(item["category"] + "/")
                                                 for c in decisions[level][item["id"]].categories))

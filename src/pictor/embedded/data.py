@@ -44,12 +44,15 @@ class DataConfig:
     input_sides: tuple[int, ...] = (64, 96, 96, 96, 128, 160)
     input_noise: float = 0.03  # at most this much Gaussian noise (in [-1, 1] units) on 30% of inputs
     cell_mention: float = 0.5  # how often a prompt names an object's cell (when no relation places it)
+    repeat_probability: float = 0.0  # see WorldConfig: how often an object repeats the one before (counting)
+    count_mention: float = 0.0  # how often such repeated objects are said by their number (grammar.describe)
 
 
 def world_config(config: DataConfig, hold_out: bool | None = None) -> WorldConfig:
     hold = config.hold_out if hold_out is None else hold_out
     return WorldConfig(max_objects=config.max_objects, gradient_probability=config.gradient_probability,
-                       held_out=HELD_OUT_COMBINATIONS if hold else frozenset())
+                       held_out=HELD_OUT_COMBINATIONS if hold else frozenset(),
+                       repeat_probability=config.repeat_probability)
 
 
 def field_image(scene: Scene, side: int, field: int) -> torch.Tensor:
@@ -93,7 +96,8 @@ class Example:
 
 def _generate(rng: random.Random, world: WorldConfig, config: DataConfig) -> Example:
     scene = sample_scene(rng, world)
-    return Example("generate", describe(scene, rng, p_cell=config.cell_mention)[0], scene)
+    text, _ = describe(scene, rng, p_cell=config.cell_mention, p_count=config.count_mention)
+    return Example("generate", text, scene)
 
 
 def _edit(rng: random.Random, world: WorldConfig, config: DataConfig) -> Example:

@@ -278,8 +278,9 @@ def _mention(rng: random.Random, obj: SceneObject, p_colour: float, p_size: floa
 
 
 def describe(scene: Scene, rng: random.Random, p_colour: float = 0.9, p_size: float = 0.3,
-             p_cell: float = 0.5, p_background: float = 0.5) -> tuple[str, SceneSpec]:
-    """A prompt for `scene` and the spec of what it says; unsaid attributes stay free."""
+             p_cell: float = 0.5, p_background: float = 0.5, p_count: float = 0.0) -> tuple[str, SceneSpec]:
+    """A prompt for `scene` and the spec of what it says; unsaid attributes stay free. `p_count`: how often
+    neighbouring objects of one shape and colour are said together by their number ("three blue circles")."""
     objects = list(scene.objects)
     background = scene.background if rng.random() < p_background else None
     relation = None
@@ -296,6 +297,11 @@ def describe(scene: Scene, rng: random.Random, p_colour: float = 0.9, p_size: fl
             spec = SceneSpec(tuple(specs), relation, background)
             return _frame(rng, text, background), spec
     specs = [_mention(rng, o, p_colour, p_size, p_cell) for o in objects]
+    if p_count:
+        for i in range(1, len(objects)):
+            a, b = objects[i - 1], objects[i]
+            if (a.shape, a.colour) == (b.shape, b.colour) and rng.random() < p_count:
+                specs[i - 1] = specs[i] = ObjectSpec(a.shape, a.colour)
     # Identical unplaced objects are said once with a number: "three blue circles".
     groups: list[tuple[ObjectSpec, int]] = []
     for s in specs:

@@ -119,6 +119,9 @@ class WorldConfig:
     gradient_probability: float = 0.3
     # (shape, colour) pairs never drawn in training, to measure generalisation apart.
     held_out: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    # How often an object repeats the shape and colour of the one drawn before it: random scenes almost never hold
+    # "three blue squares", so a counted phrase would almost never be seen in training.
+    repeat_probability: float = 0.0
 
 
 # A fixed set of attribute combinations kept out of training, scored apart by the benchmark.
@@ -161,8 +164,14 @@ def sample_scene(rng: random.Random, config: WorldConfig, n_objects: int | None 
     background = sample_background(rng, config)
     n = rng.randint(1, config.max_objects) if n_objects is None else n_objects
     cells = rng.sample(CELLS, n)
-    objects = tuple(sample_object(rng, background, cell, config) for cell in cells)
-    return Scene(objects, background)
+    objects: list[SceneObject] = []
+    for cell in cells:
+        # (No draw at all when repeats are off, so that the scenes of a seed stay what they were.)
+        if objects and config.repeat_probability and rng.random() < config.repeat_probability:
+            objects.append(sample_object(rng, background, cell, config, objects[-1].shape, objects[-1].colour))
+        else:
+            objects.append(sample_object(rng, background, cell, config))
+    return Scene(tuple(objects), background)
 
 
 # ---- edits -------------------------------------------------------------------------------------

@@ -66,6 +66,9 @@ _RUN3 = re.compile(r"(.)\1\1+")
 _NOT_PLAIN = re.compile(r"[0-9@$!|]")
 
 MIN_SPACED_RUN = 3
+MASK = "*"  # a letter hidden behind a symbol (see _masked_words)
+MAX_MASKED = 2
+_MASK_GAP = re.compile(r"[*#%?]{1,2}")
 
 
 @lru_cache(maxsize=1)
@@ -218,7 +221,27 @@ def _split(text: str, decomposed: str | None = None) -> tuple[list[str], dict[in
     for i in [i for i, gap in enumerate(gaps) if gap in _JOINERS]:
         if i < last:
             alternatives.setdefault(i, []).append(words[i] + words[i + 1])
+    for i, masked in _masked_words(words, gaps):
+        alternatives.setdefault(i, []).append(masked)
     return words, alternatives
+
+
+def _masked_words(words: list[str], gaps: list[str]) -> list[tuple[int, str]]:
+    """Words with symbols standing for letters, "n*gg*r", "c#nt": runs of words joined by mask characters,
+    one mask character per hidden letter, as (first word index, the word with MASK where letters are hidden).
+    The policy's single-word terms are indexed with up to MAX_MASKED of their letters masked."""
+    found, i, last = [], 0, len(words) - 1
+    while i < last:
+        if not _MASK_GAP.fullmatch(gaps[i]):
+            i += 1
+            continue
+        start, text = i, words[i]
+        while i < last and _MASK_GAP.fullmatch(gaps[i]) and i - start < MAX_MASKED:
+            text += MASK * len(gaps[i]) + words[i + 1]
+            i += 1
+        if text.count(MASK) <= MAX_MASKED:
+            found.append((start, text))
+    return found
 
 
 def normalised_words(text: str) -> list[str]:

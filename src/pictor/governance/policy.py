@@ -108,6 +108,9 @@ class _Matcher:
         for key in first.keys:
             if len(words) == 1:
                 self._single.setdefault(key, []).append(payload)
+                for masked in _masked_keys(key):  # "n*gg3r": a symbol for a letter (normalise._masked_words)
+                    self._single.setdefault(masked, []).append(payload)
+                    self._heads.add(masked[:MIN_PREFIX])
             elif words[1].prefix is not None:
                 self._then_prefix.setdefault(key, []).append((words, payload))
             else:
@@ -149,6 +152,18 @@ class _Matcher:
                             for k, word in enumerate(words[2:], start=2))):
                         found[(payload, i)] = end
         return [(payload, start, end) for (payload, start), end in found.items()]
+
+
+def _masked_keys(key: str) -> list[str]:
+    """A word's key with one letter after the first replaced by the mask (words of 3+ letters), or two letters
+    between the first and the last (words of 4+), the forms a text's masked word takes."""
+    if len(key) < 3 or normalise.MASK in key:
+        return []
+    keys = [key[:i] + normalise.MASK + key[i + 1:] for i in range(1, len(key))]
+    inner = range(1, len(key) - 1)
+    keys += [key[:i] + normalise.MASK + key[i + 1:j] + normalise.MASK + key[j + 1:]
+             for i in inner for j in inner if i < j]
+    return keys
 
 
 def _term_words(term: str, view: Literal["raw", "normalised"]) -> tuple[_Word, ...]:
