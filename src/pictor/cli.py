@@ -7,9 +7,12 @@ import contextlib
 import json
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from PIL import Image
+
+from pictor.api.permissions import ROLES
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -108,16 +111,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pictor.api import logs
     from pictor.api.app import create_app
     from pictor.api.security import DEMO_TENANT
-    from pictor.storage import TenantNotFound
 
     settings = _settings(args)
     database, data = _database(settings)
-    try:
-        database.tenant_by_name(DEMO_TENANT)
-        hint = "keys: `pictor keys create --tenant NAME` prints a new one"
-    except TenantNotFound:
-        key = database.create_key(database.create_tenant(DEMO_TENANT).id, label="demo").plaintext
-        hint = f"demo key (shown once): {key}"
+    hint = "keys: `pictor keys create --tenant NAME [--role ROLE]` prints a new one"
+    if not database.has_keys():  # a fresh installation: one admin key to start with, never once keys exist
+        key = database.create_key(database.ensure_tenant(DEMO_TENANT).id, label="demo", role="admin")
+        hint = (f"demo key (shown once): {key.plaintext}\n(an admin key of tenant '{DEMO_TENANT}'; "
+                f"revoke it with `pictor keys revoke {key.info.id}` once you have made your own)")
     database.close()
     logs.configure(settings.log_json)
     print(f"Pictor on http://{settings.host}:{settings.port}  data: {data.root}\n{hint}", flush=True)
@@ -259,18 +260,34 @@ def cmd_tenants(args: argparse.Namespace) -> int:
         database.close()
 
 
+def duration(text: str) -> timedelta:
+    """`90d`, `12h`, `30m` or `45s` as a time span (for key expiry and rotation)."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: a number and a unit, d, h, m or s (90d)")
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from pictor.storage import ApiKeyNotFound, TenantNotFound
+    from pictor.storage.tables import utcnow
 
     database, _ = _database(_settings(args))
     try:
         if args.action == "create":
             tenant = database.ensure_tenant(args.tenant)
-            print(database.create_key(tenant.id, label=args.label).plaintext)
+            expires = utcnow() + args.expires if args.expires else None
+            print(database.create_key(tenant.id, label=args.label, role=args.role, expires=expires).plaintext)
         elif args.action == "list":
             for key in database.list_keys(database.tenant_by_name(args.tenant).id):
                 state = f"revoked {key.revoked:%Y-%m-%d}" if key.revoked else "active"
-                print(f"{key.id}  {key.hint}  {key.label or ''}  {state}")
+                if not key.revoked and key.expires is not None:
+                    state = f"{'expired' if key.expires <= utcnow() else 'expires'} {key.expires:%Y-%m-%d %H:%M}"
+                print(f"{key.id}  {key.hint}  {key.role}  {key.label or ''}  {state}")
+        elif args.action == "rotate":
+            new = database.rotate_key(args.key_id, utcnow() + args.grace)
+            print(new.plaintext)
+            print(f"{args.key_id} keeps working until {utcnow() + args.grace:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
         else:
             database.revoke_key(args.key_id)
             print(f"revoked {args.key_id}")
@@ -463,16 +480,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="create, list and revoke API keys")
     keys_sub = keys.add_subparsers(dest="action", required=True)
-    for action in ("create", "list", "revoke"):
+    for action in ("create", "list", "revoke", "rotate"):
         p = keys_sub.add_parser(action)
         p.add_argument("--data-dir")
         p.add_argument("--config")
-        if action == "revoke":
+        if action in ("revoke", "rotate"):
             p.add_argument("key_id")
         else:
             p.add_argument("--tenant", required=True)
         if action == "create":
             p.add_argument("--label")
+            p.add_argument("--role", choices=ROLES, default="member",
+                           help="admin, member (default: generate and read), reader (read only), auditor "
+                                "(provenance and the audit log, no generation)")
+            p.add_argument("--expires", type=duration, help="the key stops working after this long: 90d, 12h, 30m")
+        if action == "rotate":
+            p.add_argument("--grace", type=duration, default=duration("7d"),
+                           help="how long the old key keeps working (default 7d)")
     keys.set_defaults(func=cmd_keys)
 
     verify = sub.add_parser("verify", help="check an image's C2PA provenance and find it in this installation")

@@ -11,7 +11,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from pictor.api.errors import ApiError
 from pictor.api.metrics import Metrics
+from pictor.api.permissions import allows, permission_for
 from pictor.api.security import DEMO_TENANT, LinkSigner, RateLimiter, authenticate
 from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
@@ -94,7 +96,7 @@ class Components:
         keyless = None
         if settings.keyless:
             tenant = database.ensure_tenant(DEMO_TENANT)
-            keyless = Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None)
+            keyless = Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None, role="admin")
         service = ImageService(registry, database, blobs, governance, settings.mask_blend_px,
                                settings.auto_edit_mask, ResultCache(settings.result_cache_mb * 1024 * 1024))
         jobs = JobRunner(service, JobStore(database), blobs, settings.resolved_job_workers())
@@ -117,9 +119,15 @@ def components(request: Request) -> Components:
 
 
 def principal(request: Request) -> Principal:
-    """The authenticated caller; also where each key's rate limit is applied."""
+    """The authenticated caller, allowed by its key's role to call the route that matched (a 403 naming the
+    permission otherwise); also where each key's rate limit is applied."""
     parts = components(request)
     caller = authenticate(request, parts.database, parts.keyless_principal)
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    needed = permission_for(request.method, route)
+    if not allows(caller.role, needed):
+        raise ApiError(403, f"This key's role ({caller.role}) does not have the '{needed or 'unlisted route'}' "
+                            "permission this request needs.", "invalid_request_error", None, "permission_denied")
     parts.limiter.check(caller.key_id or caller.tenant_id)
     request.state.principal = caller
     return caller

@@ -222,8 +222,8 @@ JSON_ALTERNATIVE = {("post", "/v1/images/edits"): EditJsonRequest}
 
 ERROR_DESCRIPTIONS = {
     400: "Invalid request (the upstream error shape; also a content-policy refusal)",
-    401: "No API key, or an unknown or revoked one",
-    403: "A signed link that is invalid or expired",
+    401: "No API key, or an unknown, expired or revoked one",
+    403: "Beyond the key's role, or a signed link that is invalid or expired",
     404: "No such object in the caller's tenant",
     413: "The request body is larger than the server accepts",
     429: "Rate limit reached (see Retry-After)",
@@ -235,7 +235,7 @@ ERROR_DESCRIPTIONS = {
 def _error_statuses(method: str, path: str, operation: dict) -> list[int]:
     statuses = [500]
     if path.startswith("/v1/") and path not in PUBLIC:
-        statuses += [400, 401, 404, 429]  # 404: a named object or model that the caller's tenant does not have
+        statuses += [400, 401, 403, 404, 429]  # 403: beyond the key's role; 404: not in the caller's tenant
     if operation.get("requestBody") is not None or method in ("post", "put", "patch"):
         statuses += [400, 413]
     if path == "/v1/images/{image_id}/content":

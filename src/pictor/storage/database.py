@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from pictor.core import Artifact
 from pictor.storage import keys
 from pictor.storage.errors import ApiKeyNotFound, ImageNotFound, NotFound, StorageError, TenantExists, TenantNotFound
+from pictor.storage.migrations import migrate
 from pictor.storage.tables import (
     ApiKeyRow,
     AuditCheckpointRow,
     AuditEntryRow,
-    Base,
     ImageJobRow,
     ImageParentRow,
     ImageRow,
@@ -77,6 +77,8 @@ class ApiKeyInfo:
     label: str | None
     created: datetime
     revoked: datetime | None
+    role: str = "member"
+    expires: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Principal:
     tenant_id: str
     tenant_name: str
     key_id: str | None  # None for the keyless local demo
+    role: str = "member"  # see api.permissions; the keyless local demo is an admin of its tenant
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,8 @@ def _tenant(row: TenantRow) -> Tenant:
 
 
 def _key_info(row: ApiKeyRow) -> ApiKeyInfo:
-    return ApiKeyInfo(
-        id=row.id, tenant_id=row.tenant_id, hint=row.hint, label=row.label, created=row.created, revoked=row.revoked
-    )
+    return ApiKeyInfo(id=row.id, tenant_id=row.tenant_id, hint=row.hint, label=row.label, created=row.created,
+                      revoked=row.revoked, role=row.role, expires=row.expires)
 
 
 def _checkpoint(row: AuditCheckpointRow) -> AuditCheckpoint:
@@ -194,7 +196,8 @@ class Database:
         self.engine = create_engine(url, echo=echo)
         if self.engine.dialect.name == "sqlite":
             _enable_sqlite_pragmas(self.engine)
-        Base.metadata.create_all(self.engine)
+        with self.engine.begin() as connection:
+            migrate(connection)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -258,22 +261,29 @@ class Database:
 
     # API keys
 
-    def create_key(self, tenant_id: str, label: str | None = None) -> NewApiKey:
+    def create_key(self, tenant_id: str, label: str | None = None, role: str = "member",
+                   expires: datetime | None = None) -> NewApiKey:
         """Make a key for the tenant; only its hash is stored, so the returned plaintext is the only copy."""
         plaintext = keys.generate_key()
         with self._transaction() as session:
             if session.get(TenantRow, tenant_id) is None:
                 raise TenantNotFound(tenant_id)
-            row = ApiKeyRow(
-                id=keys.new_key_id(),
-                tenant_id=tenant_id,
-                key_hash=keys.hash_key(plaintext),
-                hint=keys.key_hint(plaintext),
-                label=label,
-                created=utcnow(),
-            )
+            row = ApiKeyRow(id=keys.new_key_id(), tenant_id=tenant_id, key_hash=keys.hash_key(plaintext),
+                            hint=keys.key_hint(plaintext), label=label, created=utcnow(), role=role,
+                            expires=expires)
             session.add(row)
             return NewApiKey(info=_key_info(row), plaintext=plaintext)
+
+    def rotate_key(self, key_id: str, grace_until: datetime) -> NewApiKey:
+        """A new key with the old one's tenant, role and label; the old one keeps working until `grace_until`
+        (or its own earlier expiry)."""
+        with self._transaction() as session:
+            old = session.get(ApiKeyRow, key_id)
+            if old is None or old.revoked is not None:
+                raise ApiKeyNotFound(key_id)
+            old.expires = grace_until if old.expires is None else min(old.expires, grace_until)
+            tenant_id, label, role = old.tenant_id, old.label, old.role
+        return self.create_key(tenant_id, label, role)
 
     def authenticate(self, plaintext: str) -> Principal | None:
         """The caller behind a bearer key, or None when the key is unknown, malformed or revoked."""
@@ -284,7 +294,14 @@ class Database:
             row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == candidate))
             if row is None or not keys.hashes_match(row.key_hash, candidate) or row.revoked is not None:
                 return None
-            return Principal(tenant_id=row.tenant_id, tenant_name=row.tenant.name, key_id=row.id)
+            if row.expires is not None and row.expires <= utcnow():
+                return None
+            return Principal(tenant_id=row.tenant_id, tenant_name=row.tenant.name, key_id=row.id, role=row.role)
+
+    def has_keys(self) -> bool:
+        """Whether any key was ever made (revoked ones count: an installation that had keys is not fresh)."""
+        with self._transaction() as session:
+            return session.scalar(select(ApiKeyRow.id).limit(1)) is not None
 
     def revoke_key(self, key_id: str) -> ApiKeyInfo:
         """Stop a key from authenticating; revoking twice keeps the first revocation time."""

@@ -56,6 +56,8 @@ class ApiKeyRow(Base):
     label: Mapped[str | None] = mapped_column(String(200))
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    role: Mapped[str] = mapped_column(String(16), default="member", server_default="member")  # see storage.roles
+    expires: Mapped[datetime | None] = mapped_column(UTCDateTime)  # no longer authenticates from then on
 
     tenant: Mapped[TenantRow] = relationship()
 
