@@ -205,6 +205,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(audit.checkpoint().note, end="")
         else:
             record = database.erase_prompt(args.image_id)
+            governance = _governance(settings, database, data)
+            governance.record_admin("prompt_erased", tenant=record.tenant_id, actor=_operator(),
+                                    image_id=record.id)
             print(f"erased the prompt of {record.id}; its audit entry is unchanged")
         return 0
     finally:
@@ -234,7 +237,8 @@ def cmd_tenants(args: argparse.Namespace) -> int:
     from pictor.governance.badge import BadgeSettings
     from pictor.storage import TenantNotFound
 
-    database, _ = _database(_settings(args))
+    settings = _settings(args)
+    database, data = _database(settings)
     try:
         tenant = database.tenant_by_name(args.tenant)
         if args.action == "badge":
@@ -247,7 +251,13 @@ def cmd_tenants(args: argparse.Namespace) -> int:
                 changes = {"badge": badge.to_dict()}
             database.update_tenant_settings(tenant.id, changes)
         elif args.action == "moderation":
-            database.update_tenant_settings(tenant.id, {"moderation_level": args.level})
+            changes = {"moderation_level": args.level}
+            database.update_tenant_settings(tenant.id, changes)
+        else:
+            changes = None
+        if changes is not None:
+            _governance(settings, database, data).record_admin(f"tenant_{args.action}_changed", tenant=tenant.id,
+                                                               actor=_operator(), changes=changes)
         print(json.dumps(database.tenant_settings(tenant.id), indent=2))
         return 0
     except TenantNotFound:
@@ -258,6 +268,16 @@ def cmd_tenants(args: argparse.Namespace) -> int:
         return 2
     finally:
         database.close()
+
+
+def _operator() -> str:
+    """Who acts from the command line, for the audit log: the operating-system user."""
+    import getpass
+
+    try:
+        return f"operator:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"operator:uid-{os.getuid()}"
 
 
 def duration(text: str) -> timedelta:
@@ -272,12 +292,21 @@ def cmd_keys(args: argparse.Namespace) -> int:
     from pictor.storage import ApiKeyNotFound, TenantNotFound
     from pictor.storage.tables import utcnow
 
-    database, _ = _database(_settings(args))
+    settings = _settings(args)
+    database, data = _database(settings)
+
+    def record(action: str, key, **details) -> None:
+        _governance(settings, database, data).record_admin(action, tenant=key.tenant_id, actor=_operator(),
+                                                           subject_key=key.id, **details)
+
     try:
         if args.action == "create":
             tenant = database.ensure_tenant(args.tenant)
             expires = utcnow() + args.expires if args.expires else None
-            print(database.create_key(tenant.id, label=args.label, role=args.role, expires=expires).plaintext)
+            made = database.create_key(tenant.id, label=args.label, role=args.role, expires=expires)
+            record("key_created", made.info, role=made.info.role,
+                   expires=None if expires is None else expires.isoformat())
+            print(made.plaintext)
         elif args.action == "list":
             for key in database.list_keys(database.tenant_by_name(args.tenant).id):
                 state = f"revoked {key.revoked:%Y-%m-%d}" if key.revoked else "active"
@@ -286,10 +315,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 print(f"{key.id}  {key.hint}  {key.role}  {key.label or ''}  {state}")
         elif args.action == "rotate":
             new = database.rotate_key(args.key_id, utcnow() + args.grace)
+            record("key_rotated", new.info, replaces=args.key_id, old_key_expires=(utcnow() + args.grace).isoformat(),
+                   role=new.info.role)
             print(new.plaintext)
             print(f"{args.key_id} keeps working until {utcnow() + args.grace:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
         else:
-            database.revoke_key(args.key_id)
+            record("key_revoked", database.revoke_key(args.key_id))
             print(f"revoked {args.key_id}")
     except TenantNotFound:
         print(f"pictor: no tenant named {args.tenant!r}", file=sys.stderr)

@@ -105,3 +105,29 @@ def test_keys_rotate_with_a_grace_period_through_the_cli(server, http):
 def test_a_bad_duration_is_refused_by_the_cli(server):
     done = run_cli("keys", "create", "--tenant", "x", "--expires", "soon", "--data-dir", str(server.data_dir))
     assert done.returncode == 2 and "a number and a unit" in done.stderr
+
+
+def test_admin_actions_are_audit_entries_and_the_log_still_verifies(server, http):
+    def admin_entries() -> list[dict]:
+        from .test_moderation import audit_entries
+
+        return [entry for entry in audit_entries(server) if entry["event"] == "admin"]
+
+    before = len(admin_entries())
+    directory = ("--data-dir", str(server.data_dir))
+    key = run_cli("keys", "create", "--tenant", "audited", "--role", "member", *directory).stdout.strip()
+    key_id = run_cli("keys", "list", "--tenant", "audited", *directory).stdout.split()[0]
+    assert run_cli("tenants", "moderation", "--tenant", "audited", "--level", "strict", *directory).returncode == 0
+    made = http.post("/v1/images/generations", json={"prompt": "a red circle", "size": "64x64"},
+                     headers={"authorization": f"Bearer {key}"}).json()
+    assert http.delete(f"/v1/images/{made['data'][0]['id']}/prompt",
+                       headers={"authorization": f"Bearer {key}"}).status_code == 200
+    assert run_cli("keys", "revoke", key_id, *directory).returncode == 0
+    entries = admin_entries()[before:]
+    assert [e["action"] for e in entries] == ["key_created", "tenant_moderation_changed", "prompt_erased",
+                                              "key_revoked"]
+    assert entries[0]["details"]["subject_key"] == key_id and entries[0]["details"]["role"] == "member"
+    assert entries[0]["actor"].startswith("operator:") and entries[2]["actor"] == f"key:{key_id}"
+    assert entries[2]["key_id"] == key_id and all(e["time"] for e in entries)
+    verified = run_cli("audit", "verify", *directory)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

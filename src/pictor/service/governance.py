@@ -69,6 +69,17 @@ class Governance:
                        **({"scores": dict(decision.scores)} if decision.scores else {})}})
         self.audit.database.finalise_audit([item], {f"audit:{index}": salt})
 
+    def record_admin(self, action: str, *, tenant: str | None, actor: str, key_id: str | None = None,
+                     **details: Any) -> int:
+        """An audit entry for an administrative action (a key made, rotated or revoked; a tenant setting changed; a
+        prompt erased; an image deleted): what, on which tenant, by whom (`key:<id>` through the API,
+        `operator:<user>` from the command line) and through which key; the entry's time is when."""
+        (index,) = self.audit.reserve(1)
+        item = self.audit.entry(index, {"event": "admin", "action": action, "tenant": tenant, "actor": actor,
+                                        "key_id": key_id, "details": details})
+        self.audit.database.finalise_audit([item], {})
+        return index
+
     @classmethod
     def open(cls, root: Path, database: Database, origin: str = "pictor.local/audit", checkpoint_every: int = 100,
              chain: Path | None = None, key: Path | None = None, anchors: Path | None = None,

@@ -42,6 +42,8 @@ async def erase_prompt(image_id: str, request: Request, caller: Caller) -> dict:
     parts = components(request)
     erased = parts.provenance.erase_prompt(caller, image_id)
     parts.service.forget_cached(caller.tenant_id)
+    parts.governance.record_admin("prompt_erased", tenant=caller.tenant_id, actor=f"key:{caller.key_id}",
+                                  key_id=caller.key_id, image_id=image_id)
     return erased
 
 
