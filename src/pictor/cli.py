@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from pictor.api.permissions import ROLES
+from pictor.service.quotas import QUOTA_NAMES
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -253,6 +254,12 @@ def cmd_tenants(args: argparse.Namespace) -> int:
         elif args.action == "moderation":
             changes = {"moderation_level": args.level}
             database.update_tenant_settings(tenant.id, changes)
+        elif args.action == "quota":
+            given = {name: getattr(args, name) for name in QUOTA_NAMES if getattr(args, name) is not None}
+            quotas = {**(database.tenant_settings(tenant.id).get("quotas") or {}), **given}
+            quotas = {name: value for name, value in quotas.items() if value != "off"}
+            changes = {"quotas": quotas or None}
+            database.update_tenant_settings(tenant.id, changes)
         else:
             changes = None
         if changes is not None:
@@ -268,6 +275,15 @@ def cmd_tenants(args: argparse.Namespace) -> int:
         return 2
     finally:
         database.close()
+
+
+def quota_value(text: str) -> int | str:
+    """A quota's limit from the command line: a whole number, or 'off'."""
+    if text == "off":
+        return text
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number, or 'off'")
+    return int(text)
 
 
 def _operator() -> str:
@@ -558,9 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay_cmd.add_argument("--config")
     replay_cmd.set_defaults(func=cmd_replay)
 
-    tenants = sub.add_parser("tenants", help="a tenant's governance settings (visible badge, content policy level)")
+    tenants = sub.add_parser("tenants", help="a tenant's settings (visible badge, policy level, quotas)")
     tenants_sub = tenants.add_subparsers(dest="action", required=True)
-    for action in ("show", "badge", "moderation"):
+    for action in ("show", "badge", "moderation", "quota"):
         p = tenants_sub.add_parser(action)
         p.add_argument("--tenant", required=True)
         p.add_argument("--data-dir")
@@ -574,6 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "moderation":
             p.add_argument("--level", required=True, choices=("strict", "standard", "low"),
                            help="the policy level of `moderation=auto` requests (default standard)")
+        if action == "quota":
+            for name in QUOTA_NAMES:
+                p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=quota_value,
+                               help="a limit (a whole number), or 'off' for none")
     tenants.set_defaults(func=cmd_tenants)
 
     def server_options(p: argparse.ArgumentParser) -> None:

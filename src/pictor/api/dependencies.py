@@ -22,6 +22,7 @@ from pictor.service.governance import Governance
 from pictor.service.images import ImageService
 from pictor.service.jobs import JobRunner
 from pictor.service.provenance import ProvenanceService
+from pictor.service.quotas import QuotaKeeper
 from pictor.service.result_cache import ResultCache
 from pictor.service.sessions import SessionService
 from pictor.storage import Database, DataDir, LocalBlobStore, Principal
@@ -82,6 +83,7 @@ class Components:
     limiter: RateLimiter
     jobs: JobRunner  # async jobs; started and stopped by the app's lifespan
     batches: BatchRunner  # batches (on the jobs); started after them, stopped before them
+    quotas: QuotaKeeper  # the tenants' quotas, shared with the image service
     metrics: Metrics = field(default_factory=Metrics)
     keyless_principal: Principal | None = None
 
@@ -97,15 +99,16 @@ class Components:
         if settings.keyless:
             tenant = database.ensure_tenant(DEMO_TENANT)
             keyless = Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None, role="admin")
+        quotas = QuotaKeeper(database)
         service = ImageService(registry, database, blobs, governance, settings.mask_blend_px,
-                               settings.auto_edit_mask, ResultCache(settings.result_cache_mb * 1024 * 1024))
+                               settings.auto_edit_mask, ResultCache(settings.result_cache_mb * 1024 * 1024), quotas)
         jobs = JobRunner(service, JobStore(database), blobs, settings.resolved_job_workers())
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
                    service=service, governance=governance,
                    provenance=ProvenanceService(database, blobs, governance),
                    sessions=SessionService(service, database, blobs),
                    signer=LinkSigner(link_secret(data.root), settings.url_lifetime_s),
-                   limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless,
+                   limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless, quotas=quotas,
                    jobs=jobs, batches=BatchRunner(jobs, BatchStore(database), blobs))
 
     def close(self) -> None:

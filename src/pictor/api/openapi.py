@@ -156,6 +156,13 @@ class Status(_Open):
     status: str
 
 
+class Usage(_Open):
+    object: Literal["usage"]
+    day: str
+    used: dict[str, int]
+    quotas: dict[str, int | None]
+
+
 class ResponseObject(_Open):
     id: str
     object: Literal["response"]
@@ -178,6 +185,7 @@ SUCCESS: dict[tuple[str, str], tuple[int, type[BaseModel] | str]] = {
     ("get", "/v1/audit/consistency"): (200, _Open),
     ("get", "/v1/models"): (200, ModelList),
     ("get", "/v1/models/{name}"): (200, ModelCard),
+    ("get", "/v1/usage"): (200, Usage),
     ("get", "/healthz"): (200, Status),
     ("get", "/readyz"): (200, Status),
     ("get", "/metrics"): (200, "text/plain"),
@@ -226,7 +234,7 @@ ERROR_DESCRIPTIONS = {
     403: "Beyond the key's role, or a signed link that is invalid or expired",
     404: "No such object in the caller's tenant",
     413: "The request body is larger than the server accepts",
-    429: "Rate limit reached (see Retry-After)",
+    429: "Rate limit reached (see Retry-After), or a quota (code insufficient_quota)",
     500: "Server error (the model failed, or an unexpected error)",
     503: "The server is starting",
 }

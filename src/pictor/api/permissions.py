@@ -25,7 +25,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     **{("GET", path): "read" for path in (
         "/v1/images", "/v1/images/{image_id}/content", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/events",
         "/v1/batches", "/v1/batches/{batch_id}", "/v1/files", "/v1/files/{file_id}", "/v1/files/{file_id}/content",
-        "/v1/responses/{response_id}", "/v1/sessions/{session_id}", "/v1/models", "/v1/models/{name}")},
+        "/v1/responses/{response_id}", "/v1/sessions/{session_id}", "/v1/models", "/v1/models/{name}",
+        "/v1/usage")},
     ("POST", "/v1/provenance/verify"): "provenance",
     ("GET", "/v1/images/{image_id}/provenance"): "provenance",
     ("GET", "/v1/images/{image_id}/lineage"): "provenance",

@@ -31,6 +31,7 @@ from pictor.service.encoding import encode
 from pictor.service.errors import InvalidRequest, ModelFailure, ModerationBlocked, UnknownModel
 from pictor.service.governance import Governance, Receipt, pixels_hash
 from pictor.service.inputs import ACCEPTED_FORMATS, editable_area, open_image
+from pictor.service.quotas import QuotaKeeper
 from pictor.service.result_cache import CachedOutput, ResultCache, cache_key, engine_inputs
 from pictor.storage import Database, LocalBlobStore, Principal
 
@@ -99,6 +100,7 @@ class Plan:
     engine_prompt: str | None = None  # what the model is given, when not the job's prompt (markup, GIF motion)
     markup_guide: markup.MarkupGuide | None = None
     motion: animation.Motion | None = None  # GIF output
+    reservation: tuple[str, int, int] | None = None  # what admit() counted against the daily quotas
 
     @property
     def size(self) -> str:
@@ -192,8 +194,10 @@ def image_tokens(width: int, height: int) -> int:
 
 class ImageService:
     def __init__(self, registry: ModelRegistry, database: Database, blobs: LocalBlobStore, governance: Governance,
-                 mask_blend_px: int = 0, auto_edit_mask: bool = True, result_cache: ResultCache | None = None):
+                 mask_blend_px: int = 0, auto_edit_mask: bool = True, result_cache: ResultCache | None = None,
+                 quotas: QuotaKeeper | None = None):
         self.registry = registry
+        self.quotas = quotas  # None: no quotas (command-line tools)
         self.result_cache = result_cache if result_cache is not None and result_cache.enabled else None
         self.database = database
         self.blobs = blobs
@@ -298,8 +302,28 @@ class ImageService:
                   encode_partials: bool = True) -> ImagesResult:
         """Make, store and describe the job's images; previews go to `on_partial` if asked for (without their
         pixels when `encode_partials` is false: a caller that only counts them, for progress, gets empty `data`
-        and the model makes no preview images at all)."""
+        and the model makes no preview images at all). The tenant's daily quotas are counted first (`admit`), and
+        given back if the work fails or is cancelled."""
         plan = job if isinstance(job, Plan) else await self.prepare(job, principal)
+        await self.admit(plan, principal)
+        try:
+            return await self._run(plan, principal, on_partial, partial_images, encode_partials)
+        except BaseException:
+            if self.quotas is not None and plan.reservation is not None:
+                await asyncio.to_thread(self.quotas.release, principal.tenant_id, plan.reservation)
+                plan.reservation = None
+            raise
+
+    async def admit(self, plan: Plan, principal: Principal) -> None:
+        """Count the plan's images and nominal steps against the tenant's daily quotas, once (a 429 beyond them)."""
+        if self.quotas is None or plan.reservation is not None:
+            return
+        n = plan.job.n
+        plan.reservation = await asyncio.to_thread(self.quotas.reserve_work, principal.tenant_id, n,
+                                                   n * plan.steps)
+
+    async def _run(self, plan: Plan, principal: Principal, on_partial: Callable[[PartialImage], None] | None,
+                   partial_images: int, encode_partials: bool) -> ImagesResult:
         job, width, height, sources = plan.job, plan.width, plan.height, plan.sources
         base_seed = job.seed if job.seed is not None else secrets.randbelow(2**31)
         worker = self.registry.worker(plan.model)

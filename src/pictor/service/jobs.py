@@ -138,6 +138,8 @@ class JobRunner:
         assert self._parse is not None, "JobRunner.start() was not called"
         job = self._parse(endpoint, request, principal.tenant_id)
         await self.service.prepare(job, principal)
+        if self.service.quotas is not None:
+            await asyncio.to_thread(self.service.quotas.check_holdings, principal.tenant_id, queued_jobs=1)
         hashes: list[str] = []
         stored = await asyncio.to_thread(externalise, request, self.blobs, hashes)
         record = await asyncio.to_thread(self.store.add_job, job_id or new_job_id(), principal.tenant_id,

@@ -136,9 +136,14 @@ class SessionService:
 
     def create(self, principal: Principal, new: NewSession) -> SessionRecord:
         """A new, empty session; its model, size and quality are the defaults of its turns."""
+        self._check_session_quota(principal)
         session = self._new_session(principal, new)
         return self.store.create_session(principal.tenant_id, session.id, title=session.title,
                                          options=session.options)
+
+    def _check_session_quota(self, principal: Principal) -> None:
+        if self.images.quotas is not None:
+            self.images.quotas.check_holdings(principal.tenant_id, sessions=1)
 
     def get(self, principal: Principal, session_id: str) -> tuple[SessionRecord, list[TurnRecord]]:
         return self._session(principal, session_id), self.store.session_turns(principal.tenant_id, session_id)
@@ -182,6 +187,7 @@ class SessionService:
         stored with the turn, so a refused first turn leaves no empty session behind.
         """
         if session_id is None:
+            self._check_session_quota(principal)
             session = self._new_session(principal, new_session or NewSession())
         else:
             session = self._session(principal, session_id)

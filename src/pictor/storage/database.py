@@ -26,6 +26,7 @@ from pictor.storage.tables import (
     ApiKeyRow,
     AuditCheckpointRow,
     AuditEntryRow,
+    FileRow,
     ImageJobRow,
     ImageParentRow,
     ImageRow,
@@ -34,6 +35,7 @@ from pictor.storage.tables import (
     SessionTurnRow,
     TenantRow,
     TenantSettingsRow,
+    TenantUsageRow,
     UTCDateTime,
     utcnow,
 )
@@ -259,6 +261,61 @@ class Database:
                 row.settings, row.updated = merged, utcnow()
             return merged
 
+    # usage (quotas)
+
+    def reserve_usage(self, tenant_id: str, day: str, images: int, steps: int,
+                      max_images: int | None, max_steps: int | None) -> str | None:
+        """Add `images` and `steps` to the tenant's usage of `day` unless that would pass a limit (None: none),
+        in one conditional update, so processes sharing the database cannot overshoot together. Returns None when
+        added, else the name of the limit ("images" or "steps") that it would pass."""
+        table = TenantUsageRow.__table__
+        with self._transaction() as session:
+            if session.get(TenantUsageRow, (tenant_id, day)) is None:
+                try:
+                    with session.begin_nested():
+                        session.add(TenantUsageRow(tenant_id=tenant_id, day=day, images=0, steps=0))
+                except IntegrityError:
+                    pass  # another process made the row first
+            conditions = [table.c.tenant_id == tenant_id, table.c.day == day]
+            if max_images is not None:
+                conditions.append(table.c.images + images <= max_images)
+            if max_steps is not None:
+                conditions.append(table.c.steps + steps <= max_steps)
+            done = session.execute(update(table).where(*conditions).values(
+                images=table.c.images + images, steps=table.c.steps + steps))
+            if done.rowcount == 1:
+                return None
+            row = session.get(TenantUsageRow, (tenant_id, day), populate_existing=True)
+            return "images" if max_images is not None and row.images + images > max_images else "steps"
+
+    def release_usage(self, tenant_id: str, day: str, images: int, steps: int) -> None:
+        """Give back a reservation whose work was not done."""
+        table = TenantUsageRow.__table__
+        with self._transaction() as session:
+            session.execute(update(table).where(table.c.tenant_id == tenant_id, table.c.day == day).values(
+                images=func.max(table.c.images - images, 0) if self.engine.dialect.name == "sqlite"
+                else func.greatest(table.c.images - images, 0),
+                steps=func.max(table.c.steps - steps, 0) if self.engine.dialect.name == "sqlite"
+                else func.greatest(table.c.steps - steps, 0)))
+
+    def usage(self, tenant_id: str, day: str) -> dict[str, int]:
+        """The tenant's usage of one day and what it holds now: sessions, files and their bytes, jobs by state."""
+        with self._transaction() as session:
+            row = session.get(TenantUsageRow, (tenant_id, day))
+            jobs = dict(session.execute(select(ImageJobRow.status, func.count()).where(
+                ImageJobRow.tenant_id == tenant_id, ImageJobRow.status.in_(("queued", "running")))
+                .group_by(ImageJobRow.status)).all())
+            files, file_bytes = session.execute(select(func.count(), func.coalesce(func.sum(FileRow.size), 0))
+                                                .where(FileRow.tenant_id == tenant_id)).one()
+            sessions = session.scalar(select(func.count()).select_from(SessionRow)
+                                      .where(SessionRow.tenant_id == tenant_id))
+            image_bytes = session.scalar(select(func.coalesce(func.sum(ImageRow.size), 0))
+                                         .where(ImageRow.tenant_id == tenant_id))
+            return {"images": row.images if row else 0, "steps": row.steps if row else 0,
+                    "queued_jobs": jobs.get("queued", 0), "running_jobs": jobs.get("running", 0),
+                    "sessions": sessions or 0, "files": files or 0,
+                    "stored_bytes": int(file_bytes or 0) + int(image_bytes or 0)}
+
     # API keys
 
     def create_key(self, tenant_id: str, label: str | None = None, role: str = "member",
@@ -380,6 +437,7 @@ class Database:
             key_id=key_id,
             user=user,
             created=artifact.created,
+            size=len(artifact.data),
             parent_links=[
                 ImageParentRow(position=index, parent_id=parent_id) for index, parent_id in enumerate(artifact.parents)
             ],

@@ -78,6 +78,7 @@ class ImageRow(Base):
     key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     user: Mapped[str | None] = mapped_column("end_user", Text)  # `user` is reserved in PostgreSQL
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    size: Mapped[int | None] = mapped_column(BigInteger)  # bytes of the stored file (a tenant's stored-bytes quota)
 
     parent_links: Mapped[list[ImageParentRow]] = relationship(
         foreign_keys="ImageParentRow.child_id",
@@ -143,6 +144,18 @@ class TenantSettingsRow(Base):
 
 
 # ---- sessions (multi-turn refinement; the Responses API's turns) ------------------------------------------------
+
+
+class TenantUsageRow(Base):
+    """What a tenant used on one UTC day, counted as requests are admitted (see service.quotas): shared by every
+    process on the database, so a quota holds across replicas."""
+
+    __tablename__ = "tenant_usage"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    images: Mapped[int] = mapped_column(BigInteger, default=0)
+    steps: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class SessionRow(Base):

@@ -57,6 +57,7 @@ async def upload_file(request: Request, caller: Caller) -> dict[str, Any]:
     if not data:
         raise ApiError(400, "The file is empty.", param="file", code="invalid_file")
     parts = components(request)
+    await asyncio.to_thread(parts.quotas.check_holdings, caller.tenant_id, files=1, stored_bytes=len(data))
     digest = await asyncio.to_thread(parts.blobs.put, data)
     record = await asyncio.to_thread(store(request).add_file, caller.tenant_id,
                                      NewFile(new_id("file-"), name, len(data), digest), purpose)

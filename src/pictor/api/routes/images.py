@@ -46,6 +46,7 @@ async def _answer(request: Request, parts: Components, caller: Principal, job: I
                   event_prefix: str) -> Response:
     # Every check runs before the answer starts, so a refused stream is a plain HTTP error too.
     plan = await parts.service.prepare(job, caller)
+    await parts.service.admit(plan, caller)  # a quota refusal is a plain 429, also for a stream
     if fields.stream:
         return StreamingResponse(_stream(parts, caller, plan, fields.partial_images, event_prefix),
                                  media_type="text/event-stream", headers={"cache-control": "no-cache"})

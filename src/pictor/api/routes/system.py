@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -34,6 +36,13 @@ async def get_model(name: str, request: Request, _: Caller) -> dict:
     if name not in registry.workers:
         raise ApiError(404, f"The model '{name}' does not exist.", param="model", code="model_not_found")
     return _model_card(name, registry.workers[name])
+
+
+@router.get("/v1/usage")
+async def usage(request: Request, caller: Caller) -> dict:
+    """The caller's tenant: today's images and denoising steps and what it holds (jobs, sessions, files, bytes),
+    beside its quotas (null: none)."""
+    return await asyncio.to_thread(components(request).quotas.report, caller.tenant_id)
 
 
 @router.get("/healthz")

@@ -1,0 +1,98 @@
+"""Per-tenant quotas: what a tenant may use per UTC day (images, denoising steps) and hold at once (queued and
+running jobs, sessions, files, stored bytes). Set by the operator (`pictor tenants quota`), kept in the tenant's
+settings under "quotas", enforced through the database so that every process sharing it holds the same line.
+
+A request beyond a quota is refused before any work with a 429 `insufficient_quota` naming the quota.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pictor.service.errors import ServiceError
+from pictor.storage import Database
+
+QUOTA_NAMES = ("images_per_day", "steps_per_day", "running_jobs", "queued_jobs", "sessions", "files", "stored_bytes")
+
+
+class QuotaExceeded(ServiceError):
+    kind = "quota_exceeded"
+
+    def __init__(self, quota: str, limit: int, used: int):
+        super().__init__(f"This request would pass the tenant's '{quota}' quota ({used} used of {limit}); "
+                         "ask the tenant's admin to raise it, or wait for it to reset (daily quotas at 00:00 UTC).",
+                         None, "insufficient_quota", {"quota": {"name": quota, "limit": limit, "used": used}})
+
+
+@dataclass(frozen=True)
+class Quotas:
+    images_per_day: int | None = None
+    steps_per_day: int | None = None
+    running_jobs: int | None = None
+    queued_jobs: int | None = None
+    sessions: int | None = None
+    files: int | None = None
+    stored_bytes: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Quotas:
+        raw = settings.get("quotas") or {}
+        return cls(**{name: int(raw[name]) for name in QUOTA_NAMES if raw.get(name) is not None})
+
+    def to_dict(self) -> dict[str, int | None]:
+        return asdict(self)
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+class QuotaKeeper:
+    """Checks and counts a tenant's quotas in the database."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    def quotas(self, tenant_id: str) -> Quotas:
+        return Quotas.from_settings(self.database.tenant_settings(tenant_id))
+
+    def reserve_work(self, tenant_id: str, images: int, steps: int) -> tuple[str, int, int]:
+        """Count a request's images and steps against today's quotas (all or nothing); the reservation to give
+        back with `release` if the work is not done."""
+        quotas, day = self.quotas(tenant_id), today()
+        exceeded = self.database.reserve_usage(tenant_id, day, images, steps, quotas.images_per_day,
+                                               quotas.steps_per_day)
+        if exceeded is not None:
+            used = self.database.usage(tenant_id, day)
+            name = "images_per_day" if exceeded == "images" else "steps_per_day"
+            raise QuotaExceeded(name, getattr(quotas, name), used[exceeded])
+        return day, images, steps
+
+    def release(self, tenant_id: str, reservation: tuple[str, int, int]) -> None:
+        day, images, steps = reservation
+        self.database.release_usage(tenant_id, day, images, steps)
+
+    def check_holdings(self, tenant_id: str, **adding: int) -> None:
+        """Refuse when adding this many (queued_jobs=1, sessions=1, files=1, stored_bytes=N) would pass a quota.
+        Counted, not reserved: two processes adding the last one at the same moment may both pass."""
+        quotas = self.quotas(tenant_id)
+        limits = {name: getattr(quotas, name) for name in adding if getattr(quotas, name) is not None}
+        if not limits:
+            return
+        used = self.database.usage(tenant_id, today())
+        for name, limit in limits.items():
+            if used[name] + adding[name] > limit:
+                raise QuotaExceeded(name, limit, used[name])
+
+    def report(self, tenant_id: str) -> dict[str, Any]:
+        """Today's usage and the holdings beside the quotas, for GET /v1/usage."""
+        day = today()
+        used = self.database.usage(tenant_id, day)
+        quotas = self.quotas(tenant_id).to_dict()
+        return {"object": "usage", "day": day,
+                "used": {"images_per_day": used["images"], "steps_per_day": used["steps"],
+                         **{name: used[name] for name in ("running_jobs", "queued_jobs", "sessions", "files",
+                                                          "stored_bytes")}},
+                "quotas": quotas}
