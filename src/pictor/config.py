@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,6 +26,10 @@ class Settings(BaseSettings):
     models: list[str] = []
     models_file: Path | None = None
     rate_limit_per_minute: int = 0  # per API key; 0 = unlimited
+    # Who may read /metrics: "loopback" (clients on this machine only, the default), "token" (a bearer
+    # `metrics_token`), "open" (anyone who reaches the port) or "off".
+    metrics_access: Literal["loopback", "token", "open", "off"] = "loopback"
+    metrics_token: str | None = None
     max_request_bytes: int = 100 * 1024 * 1024
     url_lifetime_s: int = 3600
     max_batch: int = 8

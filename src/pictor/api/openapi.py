@@ -250,6 +250,8 @@ def _error_statuses(method: str, path: str, operation: dict) -> list[int]:
         statuses += [400, 403]
     if path == "/readyz":
         statuses.append(503)
+    if path == "/metrics":
+        statuses += [401, 403, 404]  # metrics_access: token, loopback, off
     return sorted(set(statuses))
 
 

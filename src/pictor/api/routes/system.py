@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -71,9 +72,28 @@ def cache_stats(parts: Components) -> dict[str, tuple[int, int, int]]:
     return stats
 
 
+def check_metrics_access(request: Request, settings) -> None:
+    """/metrics as `metrics_access` says: counts of every tenant's requests are the operator's, not the world's."""
+    access = settings.metrics_access
+    if access == "open":
+        return
+    if access == "off":
+        raise ApiError(404, "Not found.", code="not_found")
+    if access == "token":
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if settings.metrics_token and hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+            return
+        raise ApiError(401, "/metrics needs the metrics token: 'Authorization: Bearer TOKEN'.", code="invalid_api_key")
+    host = request.client.host if request.client else ""
+    if host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
+        raise ApiError(403, "/metrics answers clients on this machine only (metrics_access = loopback).",
+                       code="permission_denied")
+
+
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     parts = components(request)
+    check_metrics_access(request, parts.settings)
     for name, worker in parts.registry.workers.items():
         parts.metrics.queue_depth.labels(name).set(worker.queue_depth)
         parts.metrics.model_seconds.labels(name).set(worker.model_seconds)
