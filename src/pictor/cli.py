@@ -234,6 +234,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
         database.close()
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from pictor.service.retention import sweep_expired
+    from pictor.storage import LocalBlobStore
+
+    settings = _settings(args)
+    database, data = _database(settings)
+    try:
+        count = sweep_expired(database, LocalBlobStore(data.blobs), _governance(settings, database, data),
+                              limit=1_000_000)
+        print(f"deleted {count} image{'s' if count != 1 else ''} past their tenant's retention period")
+        return 0
+    finally:
+        database.close()
+
+
 def cmd_tenants(args: argparse.Namespace) -> int:
     from pictor.governance.badge import BadgeSettings
     from pictor.storage import TenantNotFound
@@ -253,6 +268,9 @@ def cmd_tenants(args: argparse.Namespace) -> int:
             database.update_tenant_settings(tenant.id, changes)
         elif args.action == "moderation":
             changes = {"moderation_level": args.level}
+            database.update_tenant_settings(tenant.id, changes)
+        elif args.action == "retention":
+            changes = {"retention_days": None if args.days == "off" else args.days}
             database.update_tenant_settings(tenant.id, changes)
         elif args.action == "quota":
             given = {name: getattr(args, name) for name in QUOTA_NAMES if getattr(args, name) is not None}
@@ -576,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tenants = sub.add_parser("tenants", help="a tenant's settings (visible badge, policy level, quotas)")
     tenants_sub = tenants.add_subparsers(dest="action", required=True)
-    for action in ("show", "badge", "moderation", "quota"):
+    for action in ("show", "badge", "moderation", "quota", "retention"):
         p = tenants_sub.add_parser(action)
         p.add_argument("--tenant", required=True)
         p.add_argument("--data-dir")
@@ -590,11 +608,18 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "moderation":
             p.add_argument("--level", required=True, choices=("strict", "standard", "low"),
                            help="the policy level of `moderation=auto` requests (default standard)")
+        if action == "retention":
+            p.add_argument("--days", required=True, type=quota_value,
+                           help="images older than this many days are deleted (bytes and prompt), or 'off'")
         if action == "quota":
             for name in QUOTA_NAMES:
                 p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=quota_value,
                                help="a limit (a whole number), or 'off' for none")
     tenants.set_defaults(func=cmd_tenants)
+    sweep = sub.add_parser("sweep", help="delete now every image past its tenant's retention period")
+    sweep.add_argument("--data-dir")
+    sweep.add_argument("--config")
+    sweep.set_defaults(func=cmd_sweep)
 
     def server_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--server", help="a running Pictor (e.g. http://127.0.0.1:8000); default: start one here")

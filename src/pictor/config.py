@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     # `metrics_token`), "open" (anyone who reaches the port) or "off".
     metrics_access: Literal["loopback", "token", "open", "off"] = "loopback"
     metrics_token: str | None = None
+    retention_sweep_s: float = 600.0  # how often images past their tenant's retention period are deleted
     max_request_bytes: int = 100 * 1024 * 1024
     url_lifetime_s: int = 3600
     max_batch: int = 8

@@ -19,6 +19,7 @@ from pictor.api.routes import batches, files, gallery, images, jobs, provenance,
 from pictor.api.security import authenticate
 from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
+from pictor.service import retention
 
 log = logging.getLogger("pictor.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # a caller's own id is kept when it looks like one
@@ -114,6 +115,16 @@ async def _checkpoint_regularly(parts: Components) -> None:
             log.exception("audit checkpoint failed")
 
 
+async def _sweep_regularly(parts: Components) -> None:
+    """Images past their tenant's retention period are deleted within `retention_sweep_s`."""
+    while True:
+        try:
+            await asyncio.to_thread(retention.sweep_expired, parts.database, parts.blobs, parts.governance)
+        except Exception:
+            log.exception("retention sweep failed")
+        await asyncio.sleep(parts.settings.retention_sweep_s)
+
+
 def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -121,6 +132,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     async def lifespan(app: FastAPI):
         app.state.components = parts = Components.build(settings, registry)
         checkpoints = asyncio.create_task(_checkpoint_regularly(parts))
+        sweeps = asyncio.create_task(_sweep_regularly(parts))
         parts.jobs.start(jobs.parse_request)  # jobs a crash interrupted are queued again here
         parts.batches.start(batches.explainer(app), batches.renderer(app))  # and batches resume
         try:
@@ -129,6 +141,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
             await parts.batches.stop()
             await parts.jobs.stop()  # before the model workers close; a running job goes back to the queue
             checkpoints.cancel()
+            sweeps.cancel()
             parts.close()
 
     app = FastAPI(title="Pictor", version="0.1.0", lifespan=lifespan)

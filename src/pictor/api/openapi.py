@@ -178,6 +178,7 @@ SUCCESS: dict[tuple[str, str], tuple[int, type[BaseModel] | str]] = {
     ("get", "/v1/images/{image_id}/provenance"): (200, _Open),
     ("get", "/v1/images/{image_id}/lineage"): (200, Lineage),
     ("delete", "/v1/images/{image_id}/prompt"): (200, _Open),
+    ("delete", "/v1/images/{image_id}"): (200, Deleted),
     ("get", "/v1/provenance/trust_anchors"): (200, "application/x-pem-file"),
     ("post", "/v1/provenance/verify"): (200, Verification),
     ("get", "/v1/audit/checkpoint"): (200, Checkpoint),

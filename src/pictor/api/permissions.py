@@ -34,6 +34,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", "/v1/audit/checkpoint"): "audit",
     ("GET", "/v1/audit/consistency"): "audit",
     ("DELETE", "/v1/images/{image_id}/prompt"): "erase",
+    ("DELETE", "/v1/images/{image_id}"): "erase",
 }
 
 

@@ -28,7 +28,7 @@ from pictor.governance.badge import BadgeSettings, apply_badge
 from pictor.governance.provenance import Parent
 from pictor.service import animation, composition, markup, validation, vector
 from pictor.service.encoding import encode
-from pictor.service.errors import InvalidRequest, ModelFailure, ModerationBlocked, UnknownModel
+from pictor.service.errors import InvalidRequest, ModelFailure, ModerationBlocked, NotFoundError, UnknownModel
 from pictor.service.governance import Governance, Receipt, pixels_hash
 from pictor.service.inputs import ACCEPTED_FORMATS, editable_area, open_image
 from pictor.service.quotas import QuotaKeeper
@@ -833,7 +833,14 @@ class ImageService:
 
     def image_bytes(self, principal: Principal, image_id: str) -> tuple[bytes, str]:
         """The stored bytes and format of one of the tenant's images (NotFound for anyone else's)."""
-        record = self.database.get_image(principal.tenant_id, image_id)
+        return self.tenant_image_bytes(principal.tenant_id, image_id)
+
+    def tenant_image_bytes(self, tenant_id: str, image_id: str) -> tuple[bytes, str]:
+        """As image_bytes, for a tenant named by a signed link; a deleted image is not found (and says when)."""
+        record = self.database.get_image(tenant_id, image_id)
+        if record.deleted is not None:
+            raise NotFoundError(f"The image '{image_id}' was deleted on {record.deleted:%Y-%m-%d %H:%M} UTC.", None,
+                                "image_deleted")
         return self.blobs.get(record.content_hash), record.format
 
 

@@ -86,8 +86,11 @@ class ProvenanceService:
 
     def image_provenance(self, principal: Principal, image_id: str) -> dict[str, Any]:
         record = self.database.get_image(principal.tenant_id, image_id)
-        return {"id": record.id, "content_hash": record.content_hash, "audit_index": record.params.get("audit_index"),
-                "c2pa": self._summary(self.blobs.get(record.content_hash), record.format)}
+        described = {"id": record.id, "content_hash": record.content_hash,
+                     "audit_index": record.params.get("audit_index"), "deleted": None, "c2pa": None}
+        if record.deleted is not None:  # its bytes (and so its manifest) are gone; the hashes and the audit stay
+            return {**described, "deleted": int(record.deleted.timestamp())}
+        return {**described, "c2pa": self._summary(self.blobs.get(record.content_hash), record.format)}
 
     def verify(self, principal: Principal, data: bytes) -> dict[str, Any]:
         """What can be said of any file: its manifest's validity, and which of the caller's images it is."""
@@ -177,4 +180,5 @@ def _describe(record: ImageRecord) -> dict[str, Any]:
     return {"id": record.id, "created": int(record.created.timestamp()), "operation": _operation(record),
             "model": record.model, "seed": record.seed, "format": record.format,
             "size": f"{record.width}x{record.height}", "audit_index": record.params.get("audit_index"),
-            "prompt": record.params.get("prompt"), "parents": list(record.parents)}
+            "prompt": record.params.get("prompt"), "parents": list(record.parents),
+            "deleted": None if record.deleted is None else int(record.deleted.timestamp())}

@@ -27,6 +27,14 @@ class BlobStore(Protocol):
         """The bytes with this digest; raises BlobNotFound."""
         ...
 
+    def delete(self, digest: str) -> bool:
+        """Remove a blob (its bytes are gone for good); True if it was there."""
+        try:
+            self.path_for(digest).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
     def exists(self, digest: str) -> bool:
         """Whether bytes with this digest are stored."""
         ...
@@ -80,6 +88,14 @@ class LocalBlobStore:
             return self.path_for(digest).read_bytes()
         except FileNotFoundError:
             raise BlobNotFound(digest) from None
+
+    def delete(self, digest: str) -> bool:
+        """Remove a blob (its bytes are gone for good); True if it was there."""
+        try:
+            self.path_for(digest).unlink()
+            return True
+        except FileNotFoundError:
+            return False
 
     def exists(self, digest: str) -> bool:
         """Whether the blob is stored."""

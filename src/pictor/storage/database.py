@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, Text, cast, create_engine, delete, event, func, insert, literal, select, update
@@ -116,6 +116,7 @@ class ImageRecord:
     key_id: str | None
     user: str | None
     created: datetime
+    deleted: datetime | None = None  # a tombstone: bytes and prompt gone, the record kept for lineage and audit
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ def _image(row: ImageRow) -> ImageRecord:
         key_id=row.key_id,
         user=row.user,
         created=row.created,
+        deleted=row.deleted,
     )
 
 
@@ -456,7 +458,7 @@ class Database:
 
         `tenant_id` None searches every tenant: for the operator's command-line tools only.
         """
-        query = select(ImageRow).where(ImageRow.content_hash == content_hash)
+        query = select(ImageRow).where(ImageRow.content_hash == content_hash, ImageRow.deleted.is_(None))
         if tenant_id is not None:
             query = query.where(ImageRow.tenant_id == tenant_id)
         with self._transaction() as session:
@@ -489,7 +491,7 @@ class Database:
         with self._transaction() as session:
             rows = session.scalars(
                 select(ImageRow)
-                .where(ImageRow.tenant_id == tenant_id)
+                .where(ImageRow.tenant_id == tenant_id, ImageRow.deleted.is_(None))
                 .order_by(ImageRow.created.desc(), ImageRow.id.desc())
                 .limit(limit)
                 .offset(offset)
@@ -498,7 +500,7 @@ class Database:
 
     def search_images(self, tenant_id: str, text: str = "", *, limit: int = 50, offset: int = 0) -> list[ImageRecord]:
         """The tenant's images whose prompt contains `text` (case-insensitive; empty: all), newest first."""
-        query = select(ImageRow).where(ImageRow.tenant_id == tenant_id)
+        query = select(ImageRow).where(ImageRow.tenant_id == tenant_id, ImageRow.deleted.is_(None))
         if text:
             escaped = re.sub(r"([\\%_])", r"\\\1", text)
             query = query.where(ImageRow.params["prompt"].as_string().ilike(f"%{escaped}%", escape="\\"))
@@ -688,25 +690,64 @@ class Database:
             row = session.get(ImageRow, image_id)
             if row is None:
                 raise ImageNotFound(image_id)
-            row.params = {**without_prompts(row.params or {}), "prompt_erased": utcnow().isoformat()}
-            session.execute(delete(PromptSaltRow).where(PromptSaltRow.subject == image_id))
-            # The conversation turn that made it holds the same words.
-            for turn in session.scalars(select(SessionTurnRow).where(SessionTurnRow.image_id == image_id)):
-                turn.text, turn.prompt, turn.extra = "", "", {}
-                turn.params = without_prompts(turn.params or {})
-            # So do the async job (or batch line) that made it: its stored request and result.
-            mentions = cast(ImageJobRow.result, Text).like(f'%"{image_id}"%')
-            for job in session.scalars(select(ImageJobRow).where(ImageJobRow.tenant_id == row.tenant_id, mentions)):
-                if any(item.get("id") == image_id for item in (job.result or {}).get("images", [])):
-                    job.request = {**without_prompts(job.request or {}), "prompt_erased": True}
-                    job.result = without_prompts(job.result)
+            _erase_prompt_rows(session, row)
             session.flush()
             return _image(row)
+
+    def delete_image(self, tenant_id: str, image_id: str) -> tuple[ImageRecord, str | None]:
+        """Delete one of the tenant's images: its prompt everywhere (as erase_prompt) and its stored bytes. The
+        record stays as a tombstone (`deleted` set), so lineage and the audit log still name it. Returns the record
+        and the blob digest to remove, or None while another live image or a file holds the same bytes. Deleting
+        twice changes nothing."""
+        with self._transaction() as session:
+            row = tenant_row(session, ImageRow, image_id, tenant_id, ImageNotFound)
+            if row.deleted is not None:
+                return _image(row), None
+            _erase_prompt_rows(session, row)
+            row.deleted, row.size = utcnow(), 0
+            shared = session.scalar(select(ImageRow.id).where(ImageRow.content_hash == row.content_hash,
+                                                              ImageRow.id != row.id, ImageRow.deleted.is_(None))
+                                    .limit(1)) or session.scalar(
+                select(FileRow.id).where(FileRow.content_hash == row.content_hash).limit(1))
+            session.flush()
+            return _image(row), None if shared else row.content_hash
+
+    def expired_images(self, limit: int = 500) -> list[tuple[str, str]]:
+        """(tenant id, image id) of live images older than their tenant's `retention_days`, oldest first."""
+        with self._transaction() as session:
+            found: list[tuple[str, str]] = []
+            for settings in session.scalars(select(TenantSettingsRow)):
+                days = (settings.settings or {}).get("retention_days")
+                if days is None or len(found) >= limit:
+                    continue
+                cutoff = utcnow() - timedelta(days=float(days))
+                found += session.execute(
+                    select(ImageRow.tenant_id, ImageRow.id).where(
+                        ImageRow.tenant_id == settings.tenant_id, ImageRow.deleted.is_(None),
+                        ImageRow.created <= cutoff).order_by(ImageRow.created).limit(limit - len(found))).all()
+            return [(tenant, image) for tenant, image in found]
 
     def erase_salt(self, subject: str) -> bool:
         """Delete one prompt salt (e.g. `audit:<index>` of a refused request); True if there was one."""
         with self._transaction() as session:
             return session.execute(delete(PromptSaltRow).where(PromptSaltRow.subject == subject)).rowcount > 0
+
+
+def _erase_prompt_rows(session: Session, row: ImageRow) -> None:
+    """An image's prompt out of every row that kept it (see Database.erase_prompt)."""
+    image_id = row.id
+    row.params = {**without_prompts(row.params or {}), "prompt_erased": utcnow().isoformat()}
+    session.execute(delete(PromptSaltRow).where(PromptSaltRow.subject == image_id))
+    # The conversation turn that made it holds the same words.
+    for turn in session.scalars(select(SessionTurnRow).where(SessionTurnRow.image_id == image_id)):
+        turn.text, turn.prompt, turn.extra = "", "", {}
+        turn.params = without_prompts(turn.params or {})
+    # So do the async job (or batch line) that made it: its stored request and result.
+    mentions = cast(ImageJobRow.result, Text).like(f'%"{image_id}"%')
+    for job in session.scalars(select(ImageJobRow).where(ImageJobRow.tenant_id == row.tenant_id, mentions)):
+        if any(item.get("id") == image_id for item in (job.result or {}).get("images", [])):
+            job.request = {**without_prompts(job.request or {}), "prompt_erased": True}
+            job.result = without_prompts(job.result)
 
 
 # ---- sessions -----------------------------------------------------------------------------------------------

@@ -79,6 +79,7 @@ class ImageRow(Base):
     user: Mapped[str | None] = mapped_column("end_user", Text)  # `user` is reserved in PostgreSQL
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     size: Mapped[int | None] = mapped_column(BigInteger)  # bytes of the stored file (a tenant's stored-bytes quota)
+    deleted: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when its bytes and prompt were deleted
 
     parent_links: Mapped[list[ImageParentRow]] = relationship(
         foreign_keys="ImageParentRow.child_id",

@@ -184,8 +184,7 @@ async def content(image_id: str, request: Request) -> Response:
         tenant_id = query.get("tenant", "")
         if not parts.signer.verify(tenant_id, image_id, expires, query["signature"]):
             raise ApiError(403, "This link is invalid or has expired.", code="invalid_signature")
-        record = parts.database.get_image(tenant_id, image_id)
-        data, fmt = parts.blobs.get(record.content_hash), record.format
+        data, fmt = parts.service.tenant_image_bytes(tenant_id, image_id)
     else:
         data, fmt = parts.service.image_bytes(principal(request), image_id)
     return Response(data, media_type=MIME_TYPES[fmt], headers={"cache-control": "private, max-age=3600"})

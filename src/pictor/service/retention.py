@@ -1,0 +1,39 @@
+"""Deleting images, on request or when a tenant's retention period has passed.
+
+A deleted image loses its bytes (unless another live image or a file holds the same bytes) and its prompt
+everywhere it was kept; its record stays as a tombstone, so lineage and provenance say it was deleted and when,
+and the audit log, which holds only hashes, still verifies. Every deletion is an admin audit entry.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pictor.service.governance import Governance
+from pictor.storage import Database, LocalBlobStore
+from pictor.storage.database import ImageRecord
+
+log = logging.getLogger(__name__)
+
+
+def delete_image(database: Database, blobs: LocalBlobStore, governance: Governance, tenant_id: str, image_id: str,
+                 actor: str, key_id: str | None = None, reason: str = "request") -> ImageRecord:
+    """Delete one of the tenant's images (NotFound for another tenant's); deleting twice records nothing new."""
+    before = database.get_image(tenant_id, image_id)
+    record, orphan = database.delete_image(tenant_id, image_id)
+    if orphan is not None:
+        blobs.delete(orphan)
+    if before.deleted is None:
+        governance.record_admin("image_deleted", tenant=tenant_id, actor=actor, key_id=key_id, image_id=image_id,
+                                reason=reason, bytes_removed=orphan is not None)
+    return record
+
+
+def sweep_expired(database: Database, blobs: LocalBlobStore, governance: Governance, limit: int = 500) -> int:
+    """Delete the images that have outlived their tenant's `retention_days`; returns how many."""
+    expired = database.expired_images(limit)
+    for tenant_id, image_id in expired:
+        delete_image(database, blobs, governance, tenant_id, image_id, actor="retention", reason="retention")
+    if expired:
+        log.info("retention: deleted %d images", len(expired))
+    return len(expired)
