@@ -123,7 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     database.close()
     logs.configure(settings.log_json)
     print(f"Pictor on http://{settings.host}:{settings.port}  data: {data.root}\n{hint}", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips)
     return 0
 
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # `metrics_token`), "open" (anyone who reaches the port) or "off".
     metrics_access: Literal["loopback", "token", "open", "off"] = "loopback"
     metrics_token: str | None = None
+    # Proxies whose X-Forwarded-For/-Proto headers are believed (comma-separated addresses, or "*"): the client's
+    # address and scheme then come from them. Only the proxy in front of Pictor should be listed.
+    forwarded_allow_ips: str = "127.0.0.1"
     retention_sweep_s: float = 600.0  # how often images past their tenant's retention period are deleted
     max_request_bytes: int = 100 * 1024 * 1024
     url_lifetime_s: int = 3600
