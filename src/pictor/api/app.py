@@ -15,7 +15,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pictor.api import logs, openapi
 from pictor.api.dependencies import Components
 from pictor.api.errors import ApiError, error_response, install_error_handlers
-from pictor.api.routes import batches, files, gallery, images, jobs, provenance, responses, sessions, studio, system
+from pictor.api.routes import (
+    admin,
+    batches,
+    files,
+    gallery,
+    images,
+    jobs,
+    provenance,
+    responses,
+    sessions,
+    studio,
+    system,
+)
 from pictor.api.security import authenticate
 from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
@@ -156,6 +168,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.include_router(files.router)
     app.include_router(batches.router)
     app.include_router(gallery.router)
+    app.include_router(admin.router)
     studio.install(app)  # `/` and `/studio/*`: the web studio's static files
     # Inside `observe` (middleware added later wraps what was added before), so a 413 is counted and logged.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)

@@ -163,6 +163,22 @@ class Usage(_Open):
     quotas: dict[str, int | None]
 
 
+class KeyObject(_Open):
+    id: str
+    object: Literal["api_key"]
+    role: str
+
+
+class KeyList(_Open):
+    object: Literal["list"]
+    data: list[KeyObject]
+
+
+class TenantSettings(_Open):
+    object: Literal["tenant.settings"]
+    quotas: dict[str, int]
+
+
 class ResponseObject(_Open):
     id: str
     object: Literal["response"]
@@ -187,6 +203,12 @@ SUCCESS: dict[tuple[str, str], tuple[int, type[BaseModel] | str]] = {
     ("get", "/v1/models"): (200, ModelList),
     ("get", "/v1/models/{name}"): (200, ModelCard),
     ("get", "/v1/usage"): (200, Usage),
+    ("get", "/v1/admin/keys"): (200, KeyList),
+    ("post", "/v1/admin/keys"): (200, KeyObject),
+    ("post", "/v1/admin/keys/{key_id}/revoke"): (200, KeyObject),
+    ("post", "/v1/admin/keys/{key_id}/rotate"): (200, KeyObject),
+    ("get", "/v1/admin/settings"): (200, TenantSettings),
+    ("patch", "/v1/admin/settings"): (200, TenantSettings),
     ("get", "/healthz"): (200, Status),
     ("get", "/readyz"): (200, Status),
     ("get", "/metrics"): (200, "text/plain"),

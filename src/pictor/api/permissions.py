@@ -35,6 +35,9 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", "/v1/audit/consistency"): "audit",
     ("DELETE", "/v1/images/{image_id}/prompt"): "erase",
     ("DELETE", "/v1/images/{image_id}"): "erase",
+    **{(method, path): "admin" for method, path in (
+        ("GET", "/v1/admin/keys"), ("POST", "/v1/admin/keys"), ("POST", "/v1/admin/keys/{key_id}/revoke"),
+        ("POST", "/v1/admin/keys/{key_id}/rotate"), ("GET", "/v1/admin/settings"), ("PATCH", "/v1/admin/settings"))},
 }
 
 
