@@ -29,11 +29,7 @@ class BlobStore(Protocol):
 
     def delete(self, digest: str) -> bool:
         """Remove a blob (its bytes are gone for good); True if it was there."""
-        try:
-            self.path_for(digest).unlink()
-            return True
-        except FileNotFoundError:
-            return False
+        ...
 
     def exists(self, digest: str) -> bool:
         """Whether bytes with this digest are stored."""
