@@ -25,7 +25,11 @@ class Settings(BaseSettings):
     # see engine/models_file.py); PATH is a folder, a single-file checkpoint, or a hub id where online.
     models: list[str] = []
     models_file: Path | None = None
-    rate_limit_per_minute: int = 0  # per API key; 0 = unlimited
+    rate_limit_per_minute: int = 0  # requests per API key, in this process; 0 = unlimited
+    # Work (images x megapixels x steps) per minute, shared by every process on the database; 0 = unlimited. A
+    # tenant's `work_per_minute` quota replaces the tenant default.
+    work_per_minute_per_key: int = 0
+    work_per_minute_per_tenant: int = 0
     # Who may read /metrics: "loopback" (clients on this machine only, the default), "token" (a bearer
     # `metrics_token`), "open" (anyone who reaches the port) or "off".
     metrics_access: Literal["loopback", "token", "open", "off"] = "loopback"

@@ -3,6 +3,8 @@ naming the quota, nothing stored), reported by GET /v1/usage, and shared through
 
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
 
@@ -98,3 +100,24 @@ def test_a_refused_request_counts_nothing(server, tenant_client, http):
     with pytest.raises(openai.BadRequestError):  # refused before admission: nothing counted
         client.images.generate(prompt="explicit porn scene", size="64x64")
     assert client.get("/usage", cast_to=object)["used"]["images_per_day"] == 0
+
+
+def test_work_per_minute_is_a_rate_limit_counting_pixels_and_steps(server, tenant_client):
+    """A tenant's work_per_minute: images x megapixels x steps, charged in the database, a 429 rate_limit_exceeded
+    with Retry-After beyond it; a request bigger than the whole limit says so."""
+    name, client = tenant_client
+    quota(server, name, "--work-per-minute", "3")
+    if time.time() % 60 > 45:  # all of it within one minute's window
+        time.sleep(61 - time.time() % 60)
+    client.images.generate(prompt="a red circle", size="256x256", quality="low")  # 0.07 MP x 6 steps: 1 unit
+    with pytest.raises(openai.RateLimitError) as too_big:
+        client.images.generate(prompt="a red circle", size="1024x1024", quality="low")  # 7 units
+    assert too_big.value.code == "rate_limit_exceeded" and "units of work" in too_big.value.body["message"]
+    assert "retry-after" not in too_big.value.response.headers
+    client.images.generate(prompt="a blue circle", size="256x256", quality="low")
+    client.images.generate(prompt="a green circle", size="256x256", quality="low")
+    with pytest.raises(openai.RateLimitError) as limited:
+        client.images.generate(prompt="a pink circle", size="256x256", quality="low")
+    assert limited.value.body["type"] == "rate_limit_error"
+    assert 1 <= int(limited.value.response.headers["retry-after"]) <= 60
+    quota(server, name, "--work-per-minute", "off")

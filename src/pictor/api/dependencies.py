@@ -102,6 +102,9 @@ class Components:
         quotas = QuotaKeeper(database)
         service = ImageService(registry, database, blobs, governance, settings.mask_blend_px,
                                settings.auto_edit_mask, ResultCache(settings.result_cache_mb * 1024 * 1024), quotas)
+        service.rate_limits = {name: limit for name, limit in (("key", settings.work_per_minute_per_key),
+                                                               ("tenant", settings.work_per_minute_per_tenant))
+                               if limit}
         jobs = JobRunner(service, JobStore(database), blobs, settings.resolved_job_workers())
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
                    service=service, governance=governance,

@@ -16,7 +16,7 @@ from pictor.storage import NotFound
 log = logging.getLogger(__name__)
 
 STATUS_BY_KIND = {"invalid_request": 400, "not_found": 404, "model_not_found": 404, "model_failure": 500,
-                  "moderation_blocked": 400, "quota_exceeded": 429}
+                  "moderation_blocked": 400, "quota_exceeded": 429, "rate_limited": 429}
 
 
 class ApiError(Exception):
@@ -70,9 +70,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def service_error(_: Request, error: ServiceError) -> JSONResponse:
         status = STATUS_BY_KIND.get(error.kind, 400)
         type_ = "server_error" if status >= 500 else "invalid_request_error"
+        headers = None
         if error.kind == "quota_exceeded":
             type_ = "insufficient_quota"  # upstream's type (and code) for an exhausted quota
-        return error_response(status, error.message, type_, error.param, error.code, details=error.details)
+        elif error.kind == "rate_limited":
+            type_ = "rate_limit_error"
+            retry = getattr(error, "retry_after", None)
+            headers = {"retry-after": str(retry)} if retry else None
+        return error_response(status, error.message, type_, error.param, error.code, headers, error.details)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, error: NotFound) -> JSONResponse:

@@ -31,7 +31,7 @@ from pictor.service.encoding import encode
 from pictor.service.errors import InvalidRequest, ModelFailure, ModerationBlocked, NotFoundError, UnknownModel
 from pictor.service.governance import Governance, Receipt, pixels_hash
 from pictor.service.inputs import ACCEPTED_FORMATS, editable_area, open_image
-from pictor.service.quotas import QuotaKeeper
+from pictor.service.quotas import QuotaKeeper, work_units
 from pictor.service.result_cache import CachedOutput, ResultCache, cache_key, engine_inputs
 from pictor.storage import Database, LocalBlobStore, Principal
 
@@ -198,6 +198,7 @@ class ImageService:
                  quotas: QuotaKeeper | None = None):
         self.registry = registry
         self.quotas = quotas  # None: no quotas (command-line tools)
+        self.rate_limits: dict[str, int] = {}  # work per minute: "key" and "tenant" (the server's defaults)
         self.result_cache = result_cache if result_cache is not None and result_cache.enabled else None
         self.database = database
         self.blobs = blobs
@@ -299,13 +300,13 @@ class ImageService:
 
     async def run(self, job: ImageJob | Plan, principal: Principal,
                   on_partial: Callable[[PartialImage], None] | None = None, partial_images: int = 0,
-                  encode_partials: bool = True) -> ImagesResult:
+                  encode_partials: bool = True, rate_limited: bool = True) -> ImagesResult:
         """Make, store and describe the job's images; previews go to `on_partial` if asked for (without their
         pixels when `encode_partials` is false: a caller that only counts them, for progress, gets empty `data`
         and the model makes no preview images at all). The tenant's daily quotas are counted first (`admit`), and
         given back if the work fails or is cancelled."""
         plan = job if isinstance(job, Plan) else await self.prepare(job, principal)
-        await self.admit(plan, principal)
+        await self.admit(plan, principal, rate_limited)
         try:
             return await self._run(plan, principal, on_partial, partial_images, encode_partials)
         except BaseException:
@@ -314,11 +315,17 @@ class ImageService:
                 plan.reservation = None
             raise
 
-    async def admit(self, plan: Plan, principal: Principal) -> None:
-        """Count the plan's images and nominal steps against the tenant's daily quotas, once (a 429 beyond them)."""
+    async def admit(self, plan: Plan, principal: Principal, rate_limited: bool = True) -> None:
+        """Charge the plan's work to the tenant's and key's per-minute rate limits (`rate_limited`: not for queued
+        jobs, which the queue already paces), then count its images and nominal steps against the tenant's daily
+        quotas, once (a 429 beyond either)."""
         if self.quotas is None or plan.reservation is not None:
             return
         n = plan.job.n
+        if rate_limited:
+            work = work_units(n * plan.candidates, plan.width, plan.height, plan.steps)
+            await asyncio.to_thread(self.quotas.charge_rate, principal.tenant_id, principal.key_id, work,
+                                    self.rate_limits.get("key"), self.rate_limits.get("tenant"))
         plan.reservation = await asyncio.to_thread(self.quotas.reserve_work, principal.tenant_id, n,
                                                    n * plan.steps)
 

@@ -222,7 +222,8 @@ class JobRunner:
             job = self._parse(record.endpoint, request, record.tenant_id)
             plan = await self.service.prepare(job, principal)
             result = await self.service.run(plan, principal, on_partial=self._progress_sink(record.id, job.n),
-                                            partial_images=PROGRESS_PREVIEWS, encode_partials=False)
+                                            partial_images=PROGRESS_PREVIEWS, encode_partials=False,
+                                            rate_limited=False)
         except asyncio.CancelledError:
             if record.id not in self._cancelled:  # a server stop, not a client: run it again next time
                 await asyncio.shield(asyncio.to_thread(self.store.finish_job, record.id, "queued"))

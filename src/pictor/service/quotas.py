@@ -7,6 +7,8 @@ A request beyond a quota is refused before any work with a 429 `insufficient_quo
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +16,8 @@ from typing import Any
 from pictor.service.errors import ServiceError
 from pictor.storage import Database
 
-QUOTA_NAMES = ("images_per_day", "steps_per_day", "running_jobs", "queued_jobs", "sessions", "files", "stored_bytes")
+QUOTA_NAMES = ("images_per_day", "steps_per_day", "running_jobs", "queued_jobs", "sessions", "files", "stored_bytes",
+               "work_per_minute")
 
 
 class QuotaExceeded(ServiceError):
@@ -35,6 +38,7 @@ class Quotas:
     sessions: int | None = None
     files: int | None = None
     stored_bytes: int | None = None
+    work_per_minute: int | None = None  # a rate limit: see work_units
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> Quotas:
@@ -43,6 +47,20 @@ class Quotas:
 
     def to_dict(self) -> dict[str, int | None]:
         return asdict(self)
+
+
+class RateLimited(ServiceError):
+    kind = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int | None):
+        super().__init__(message, None, "rate_limit_exceeded")
+        self.retry_after = retry_after
+
+
+def work_units(images: int, width: int, height: int, steps: int) -> int:
+    """What a request costs a rate limit: images x megapixels x steps, rounded up (one 1024x1024 image at 11
+    steps is 12; ten of them at 4096x4096 are 1,846)."""
+    return max(1, math.ceil(images * width * height / 1_000_000 * steps))
 
 
 def today() -> str:
@@ -73,6 +91,24 @@ class QuotaKeeper:
     def release(self, tenant_id: str, reservation: tuple[str, int, int]) -> None:
         day, images, steps = reservation
         self.database.release_usage(tenant_id, day, images, steps)
+
+    def charge_rate(self, tenant_id: str, key_id: str | None, work: int, key_limit: int | None = None,
+                    default_tenant_limit: int | None = None) -> None:
+        """Charge a request's work to this minute of its tenant (its `work_per_minute` quota, else the server's
+        default) and of its key (the server's per-key limit); a 429 with Retry-After beyond either."""
+        tenant_limit = self.quotas(tenant_id).work_per_minute or default_tenant_limit
+        now = time.time()
+        minute = int(now // 60)
+        for subject, limit in ((f"tenant:{tenant_id}", tenant_limit), (f"key:{key_id}", key_limit)):
+            if not limit or (subject == "key:None"):
+                continue
+            if work > limit:
+                raise RateLimited(f"This request is {work} units of work (images x megapixels x steps); the "
+                                  f"{subject.split(':')[0]}'s limit is {limit} a minute: ask for fewer or smaller "
+                                  "images, or fewer steps.", None)
+            if not self.database.charge_window(subject, minute, work, limit):
+                raise RateLimited(f"Rate limit reached: {limit} units of work a minute for this "
+                                  f"{subject.split(':')[0]}.", max(1, math.ceil(60 - now % 60)))
 
     def check_holdings(self, tenant_id: str, **adding: int) -> None:
         """Refuse when adding this many (queued_jobs=1, sessions=1, files=1, stored_bytes=N) would pass a quota.

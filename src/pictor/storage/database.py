@@ -31,6 +31,7 @@ from pictor.storage.tables import (
     ImageParentRow,
     ImageRow,
     PromptSaltRow,
+    RateWindowRow,
     SessionRow,
     SessionTurnRow,
     TenantRow,
@@ -289,6 +290,23 @@ class Database:
                 return None
             row = session.get(TenantUsageRow, (tenant_id, day), populate_existing=True)
             return "images" if max_images is not None and row.images + images > max_images else "steps"
+
+    def charge_window(self, subject: str, minute: int, work: int, limit: int) -> bool:
+        """Add `work` to `subject`'s minute unless that passes `limit` (one conditional update, so processes sharing
+        the database hold the limit together); older minutes of the subject are dropped. True when charged."""
+        table = RateWindowRow.__table__
+        with self._transaction() as session:
+            session.execute(delete(table).where(table.c.subject == subject, table.c.minute < minute))
+            if session.get(RateWindowRow, (subject, minute)) is None:
+                try:
+                    with session.begin_nested():
+                        session.add(RateWindowRow(subject=subject, minute=minute, work=0))
+                except IntegrityError:
+                    pass  # another process made the row first
+            done = session.execute(update(table).where(
+                table.c.subject == subject, table.c.minute == minute, table.c.work + work <= limit)
+                .values(work=table.c.work + work))
+            return done.rowcount == 1
 
     def release_usage(self, tenant_id: str, day: str, images: int, steps: int) -> None:
         """Give back a reservation whose work was not done."""

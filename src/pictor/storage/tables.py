@@ -159,6 +159,17 @@ class TenantUsageRow(Base):
     steps: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class RateWindowRow(Base):
+    """Work charged to a tenant or a key in one minute (see service.quotas): rate limits that every process sharing
+    the database holds together."""
+
+    __tablename__ = "rate_windows"
+
+    subject: Mapped[str] = mapped_column(String(48), primary_key=True)  # tenant:<id> or key:<id>
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix time // 60
+    work: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class SessionRow(Base):
     """A conversation about images. `tip_turn_id` is the current branch tip: undo moves it, nothing is deleted."""
 
