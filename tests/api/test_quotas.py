@@ -3,6 +3,7 @@ naming the quota, nothing stored), reported by GET /v1/usage, and shared through
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import openai
@@ -121,3 +122,25 @@ def test_work_per_minute_is_a_rate_limit_counting_pixels_and_steps(server, tenan
     assert limited.value.body["type"] == "rate_limit_error"
     assert 1 <= int(limited.value.response.headers["retry-after"]) <= 60
     quota(server, name, "--work-per-minute", "off")
+
+
+def test_a_tenant_at_its_running_jobs_quota_waits_for_a_running_one_to_end(server, tenant_client, http):
+    name, _ = tenant_client
+    quota(server, name, "--running-jobs", "1")
+    headers = {"authorization": f"Bearer {server.key_for(name)}"}
+    tenant_id = Database(DataDir.resolve(server.data_dir).database_url).tenant_by_name(name).id
+    with sqlite3.connect(server.data_dir / "pictor.db") as db:  # a job of the tenant's that another process runs
+        db.execute("INSERT INTO image_jobs (id, tenant_id, endpoint, request, input_hashes, priority, status, progress,"
+                   " attempts, metadata, created) VALUES ('job_elsewhere', ?, '/v1/images/generations', '{}', '[]', 0,"
+                   " 'running', 0, 1, '{}', '2026-01-01 00:00:00')", (tenant_id,))
+    job = http.post("/v1/jobs", json={"request": {"prompt": "a red circle", "size": "64x64"}}, headers=headers).json()
+    time.sleep(3)
+    assert http.get(f"/v1/jobs/{job['id']}", headers=headers).json()["status"] == "queued"
+    assert http.get("/v1/usage", headers=headers).json()["used"]["running_jobs"] == 1
+    with sqlite3.connect(server.data_dir / "pictor.db") as db:
+        db.execute("UPDATE image_jobs SET status = 'succeeded' WHERE id = 'job_elsewhere'")
+    deadline = time.monotonic() + 60
+    while http.get(f"/v1/jobs/{job['id']}", headers=headers).json()["status"] != "succeeded":
+        assert time.monotonic() < deadline, "the job never ran"
+        time.sleep(0.2)
+    quota(server, name, "--running-jobs", "off")

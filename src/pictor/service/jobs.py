@@ -202,9 +202,18 @@ class JobRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
 
+    def _at_running_cap(self, tenant_id: str) -> bool:
+        """Whether the tenant already runs as many jobs as its `running_jobs` quota allows (its queue then waits;
+        other tenants' jobs go ahead)."""
+        quotas = self.service.quotas
+        if quotas is None:
+            return False
+        limit = quotas.quotas(tenant_id).running_jobs
+        return limit is not None and quotas.database.usage(tenant_id, "")["running_jobs"] >= limit
+
     def claim_next(self) -> JobRecord | None:
         """Start the next job by the fairness rule (None: nothing queued). One caller at a time."""
-        while heads := self.store.queue_heads():
+        while heads := [head for head in self.store.queue_heads() if not self._at_running_cap(head.tenant_id)]:
             head = pick_next(heads, self._served)
             record = self.store.claim_job(head.job_id)
             if record is not None:
