@@ -206,7 +206,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         elif args.action == "checkpoint":
             print(audit.checkpoint().note, end="")
         else:
-            record = database.erase_prompt(args.image_id)
+            from pictor.service.erasure import erase_prompt
+            from pictor.storage import LocalBlobStore
+
+            tenant_id = database.get_image_any_tenant(args.image_id).tenant_id
+            record = erase_prompt(database, LocalBlobStore(data.blobs), tenant_id, args.image_id)
             governance = _governance(settings, database, data)
             governance.record_admin("prompt_erased", tenant=record.tenant_id, actor=_operator(),
                                     image_id=record.id)

@@ -233,3 +233,22 @@ def test_a_method_not_allowed_names_the_allowed_ones(http):
     assert response.status_code == 405
     assert "POST" in response.headers["allow"]
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_an_erased_prompt_leaves_the_batch_files_that_held_it(server, client, http):
+    from .test_batches import line, read_jsonl, upload, wait_for
+
+    words = "a maroon diamond in the bottom right on a white background"
+    uploaded = upload(client, [line("keep", {"prompt": "a red circle", "size": "64x64"}),
+                               line("erase", {"prompt": words, "size": "64x64"})])
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/images/generations",
+                                  completion_window="24h")
+    done = wait_for(client, batch.id)
+    outputs = read_jsonl(client, done.output_file_id)
+    image_id = outputs["erase"]["response"]["body"]["data"][0]["id"]
+    assert http.delete(f"/v1/images/{image_id}/prompt").status_code == 200
+    for file_id in (uploaded.id, done.output_file_id):
+        content = http.get(f"/v1/files/{file_id}/content").text
+        assert "maroon" not in content, file_id
+        assert "a red circle" in content or file_id == done.output_file_id  # the other line is left as it was
+    assert read_jsonl(client, done.output_file_id)["keep"]["response"]["status_code"] == 200

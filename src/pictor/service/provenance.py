@@ -15,6 +15,7 @@ from PIL import Image
 from pictor.core import sha256_hex
 from pictor.governance import watermark
 from pictor.governance.provenance import read
+from pictor.service import erasure
 from pictor.service.errors import InvalidRequest, NotFoundError
 from pictor.service.governance import Governance
 from pictor.service.images import UNMARKABLE
@@ -167,8 +168,7 @@ class ProvenanceService:
 
     def erase_prompt(self, principal: Principal, image_id: str) -> dict[str, Any]:
         """Forget an image's prompt (and the salt of its hash); the audit log stays verifiable."""
-        self.database.get_image(principal.tenant_id, image_id)  # tenant check first
-        record = self.database.erase_prompt(image_id)
+        record = erasure.erase_prompt(self.database, self.blobs, principal.tenant_id, image_id)
         return {"id": record.id, "prompt_erased": True}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from pictor.service.erasure import scrub_batch_files
 from pictor.service.governance import Governance
 from pictor.storage import Database, LocalBlobStore
 from pictor.storage.database import ImageRecord
@@ -20,7 +21,9 @@ def delete_image(database: Database, blobs: LocalBlobStore, governance: Governan
                  actor: str, key_id: str | None = None, reason: str = "request") -> ImageRecord:
     """Delete one of the tenant's images (NotFound for another tenant's); deleting twice records nothing new."""
     before = database.get_image(tenant_id, image_id)
+    jobs = database.jobs_that_made(tenant_id, image_id)
     record, orphan = database.delete_image(tenant_id, image_id)
+    scrub_batch_files(database, blobs, tenant_id, jobs)
     if orphan is not None:
         blobs.delete(orphan)
     if before.deleted is None:

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select, update
 
 from pictor.storage.database import Database, JobRecord, _job, tenant_row
 from pictor.storage.errors import NotFound
-from pictor.storage.tables import BatchItemRow, BatchRow, FileRow, ImageJobRow, utcnow
+from pictor.storage.tables import BatchItemRow, BatchRow, FileRow, ImageJobRow, ImageRow, utcnow
 
 BATCH_ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 
@@ -129,6 +129,37 @@ class BatchStore:
             if purpose:
                 query = query.where(FileRow.purpose == purpose)
             return [_file(row) for row in session.scalars(_page(query, FileRow, tenant_id, limit, after))]
+
+    def replace_file_content(self, tenant_id: str, file_id: str, content_hash: str, size: int) -> str:
+        """Point a file at other bytes (an erasure rewrote them); returns the digest it had."""
+        with self._transaction() as session:
+            row = tenant_row(session, FileRow, file_id, tenant_id, FileNotFound)
+            before, row.content_hash, row.size = row.content_hash, content_hash, size
+            return before
+
+    def holds_blob(self, content_hash: str) -> bool:
+        """Whether any file, or any live image, still has these bytes."""
+        with self._transaction() as session:
+            return (session.scalar(select(FileRow.id).where(FileRow.content_hash == content_hash).limit(1))
+                    or session.scalar(select(ImageRow.id).where(ImageRow.content_hash == content_hash,
+                                                                ImageRow.deleted.is_(None)).limit(1))) is not None
+
+    def batch_lines_of_jobs(self, tenant_id: str, job_ids: Sequence[str]) -> list[tuple[str, list[str]]]:
+        """For the batches that ran these jobs: (file id, custom ids of those lines) for each input, output and
+        error file that holds the lines."""
+        if not job_ids:
+            return []
+        found: dict[str, list[str]] = {}
+        with self._transaction() as session:
+            rows = session.execute(select(BatchItemRow.custom_id, BatchRow.input_file_id, BatchRow.output_file_id,
+                                          BatchRow.error_file_id)
+                                   .join(BatchRow, BatchRow.id == BatchItemRow.batch_id)
+                                   .where(BatchItemRow.job_id.in_(list(job_ids)), BatchRow.tenant_id == tenant_id))
+            for custom_id, *files in rows:
+                for file_id in files:
+                    if file_id is not None:
+                        found.setdefault(file_id, []).append(custom_id)
+        return list(found.items())
 
     def delete_file(self, tenant_id: str, file_id: str) -> None:
         """The record only: blobs are content-addressed and may be shared."""

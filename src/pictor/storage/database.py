@@ -712,6 +712,11 @@ class Database:
             session.flush()
             return _image(row)
 
+    def jobs_that_made(self, tenant_id: str, image_id: str) -> list[str]:
+        """Ids of the tenant's async jobs whose result names this image."""
+        with self._transaction() as session:
+            return [job.id for job in _jobs_that_made(session, tenant_id, image_id)]
+
     def delete_image(self, tenant_id: str, image_id: str) -> tuple[ImageRecord, str | None]:
         """Delete one of the tenant's images: its prompt everywhere (as erase_prompt) and its stored bytes. The
         record stays as a tombstone (`deleted` set), so lineage and the audit log still name it. Returns the record
@@ -761,11 +766,15 @@ def _erase_prompt_rows(session: Session, row: ImageRow) -> None:
         turn.text, turn.prompt, turn.extra = "", "", {}
         turn.params = without_prompts(turn.params or {})
     # So do the async job (or batch line) that made it: its stored request and result.
+    for job in _jobs_that_made(session, row.tenant_id, image_id):
+        job.request = {**without_prompts(job.request or {}), "prompt_erased": True}
+        job.result = without_prompts(job.result)
+
+
+def _jobs_that_made(session: Session, tenant_id: str, image_id: str) -> list[ImageJobRow]:
     mentions = cast(ImageJobRow.result, Text).like(f'%"{image_id}"%')
-    for job in session.scalars(select(ImageJobRow).where(ImageJobRow.tenant_id == row.tenant_id, mentions)):
-        if any(item.get("id") == image_id for item in (job.result or {}).get("images", [])):
-            job.request = {**without_prompts(job.request or {}), "prompt_erased": True}
-            job.result = without_prompts(job.result)
+    return [job for job in session.scalars(select(ImageJobRow).where(ImageJobRow.tenant_id == tenant_id, mentions))
+            if any(item.get("id") == image_id for item in (job.result or {}).get("images", []))]
 
 
 # ---- sessions -----------------------------------------------------------------------------------------------
