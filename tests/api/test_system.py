@@ -111,6 +111,15 @@ def test_server_timing_reports_model_time_apart_from_the_whole(http):
     response = http.post("/v1/images/generations", json={"prompt": "a red circle", "size": "64x64", "quality": "low"})
     elapsed_ms = (time.perf_counter() - started) * 1000
     assert response.status_code == 200
-    name, _, duration = response.headers["server-timing"].partition(";dur=")
-    assert name == "model"
-    assert 0 < float(duration) < elapsed_ms
+    steps = {}
+    for part in response.headers["server-timing"].split(","):
+        name, _, duration = part.strip().partition(";dur=")
+        steps[name] = float(duration)
+    assert next(iter(steps)) == "model" and 0 < steps["model"] < elapsed_ms
+    # Every step of the path is named, and all of them together fit in the request's time.
+    for step in ("auth", "policy", "decode", "validation", "mark", "encode", "sign", "audit", "store", "response"):
+        assert step in steps and steps[step] >= 0, (step, steps)
+    assert sum(steps.values()) < elapsed_ms
+    metrics = http.get("/metrics").text
+    for step in ("model", "encode", "sign", "store"):
+        assert f'pictor_request_step_seconds_count{{step="{step}"}}' in metrics

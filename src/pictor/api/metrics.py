@@ -41,6 +41,9 @@ class Metrics:
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
                                  registry=self.registry)
         self.images = Counter("pictor_images_total", "Images produced", ["model", "kind"], registry=self.registry)
+        self.steps = Histogram("pictor_request_step_seconds", "Time per step of an image request (Server-Timing)",
+                               ["step"], registry=self.registry,
+                               buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.queue_depth = Gauge("pictor_queue_depth", "Requests waiting for a model", ["model"],
                                  registry=self.registry)
         self.caches = CacheCollector()

@@ -33,6 +33,7 @@ from pictor.service.governance import Governance, Receipt, pixels_hash
 from pictor.service.inputs import ACCEPTED_FORMATS, editable_area, open_image
 from pictor.service.quotas import QuotaKeeper, work_units
 from pictor.service.result_cache import CachedOutput, ResultCache, cache_key, engine_inputs
+from pictor.service.timings import StepTimes
 from pictor.storage import Database, LocalBlobStore, Principal
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class ImagesResult:
     model_seconds: float = 0.0  # the longest model call behind this result (for Server-Timing)
     cache: str | None = None  # "hit" (every image from the result cache), "miss", None (not cacheable: no seed)
     svg_usage: dict | None = None  # SVG outputs: what the vectoriser did (upstream's separate `svg_usage`)
+    steps_ms: dict[str, float] = field(default_factory=dict)  # milliseconds per step of the request's path
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Plan:
     markup_guide: markup.MarkupGuide | None = None
     motion: animation.Motion | None = None  # GIF output
     reservation: tuple[str, int, int] | None = None  # what admit() counted against the daily quotas
+    times: StepTimes = field(default_factory=StepTimes)  # the request's steps so far (Server-Timing)
 
     @property
     def size(self) -> str:
@@ -218,10 +221,14 @@ class ImageService:
         settings = self.database.tenant_settings(job.tenant_id) if job.tenant_id else {}
         level = self.governance.level(job.moderation, settings)
         # Off the event loop: the policy's work grows with the text, and other requests must not wait on it.
-        decisions = [await asyncio.to_thread(self._check_text, job, level, principal)] if moderate else []
-        width, height, sources, mask = await asyncio.to_thread(self._inputs, job)
+        times = StepTimes()
+        with times.step("policy"):
+            decisions = [await asyncio.to_thread(self._check_text, job, level, principal)] if moderate else []
+        with times.step("decode"):
+            width, height, sources, mask = await asyncio.to_thread(self._inputs, job)
         if moderate:
-            decisions += await asyncio.to_thread(self._check_images, job, sources, level, "input", principal)
+            with times.step("policy"):
+                decisions += await asyncio.to_thread(self._check_images, job, sources, level, "input", principal)
         placed = None
         backend = self.registry.worker(model).backend
         auto_mask = False
@@ -258,6 +265,7 @@ class ImageService:
         plan = Plan(job, model, task, width, height, sources, mask, model_steps(job.quality, backend.capabilities),
                     "transparent" if transparent else "opaque", level, decisions, placed, auto_mask,
                     BadgeSettings.from_settings(settings))
+        plan.times = times
         self._newer_fields(plan, backend.capabilities, guide)
         return plan
 
@@ -355,8 +363,12 @@ class ImageService:
             runs, steps_run = runs + plate_runs, steps_run + plate_runs * plan.steps
         validation_ms = outcome.scoring_ms + (time.perf_counter() - started) * 1000
         cache_states, model_seconds = outcome.cache_states, outcome.model_seconds
-        outputs = await asyncio.to_thread(self._check_images, job, [r.image for r in results], plan.level, "output",
-                                          principal)
+        times = plan.times
+        times.add("model", model_seconds * 1000)
+        times.add("validation", validation_ms)
+        with times.step("policy"):
+            outputs = await asyncio.to_thread(self._check_images, job, [r.image for r in results], plan.level,
+                                              "output", principal)
         produced = await asyncio.to_thread(self._store, plan, principal, results, outputs, cache_states, extras)
         usage = self._usage(job, sources, width, height)
         self._spent(usage, plan, runs, steps_run, validation_ms, outcome.made)
@@ -371,6 +383,7 @@ class ImageService:
             model_seconds=model_seconds,
             cache=None if cache_states is None else ("hit" if "miss" not in cache_states else "miss"),
             svg_usage=vector.usage(produced[0].artifact.data) if job.output_format == "svg" else None,
+            steps_ms=dict(times.ms),
         )
 
     # ---- validation, candidates and animation (service/validation, service/animation) ----------
@@ -702,12 +715,13 @@ class ImageService:
     def _store_signed(self, plan: Plan, principal: Principal, results: list[EngineResult], receipt: Receipt,
                       output_checks: list[Decision], cache_states: list[str] | None = None,
                       extras: list[dict] | None = None) -> list[ProducedImage]:
-        job, model, sources = plan.job, plan.model, plan.sources
+        job, model, sources, times = plan.job, plan.model, plan.sources, plan.times
         if plan.mask is not None:
             # The hard mask, whatever the backend did: outside the editable area the input's own pixels
             # (alpha included), also after a transparent background was made.
-            for result in results:
-                result.image = keep_outside_mask(result.image, sources[0], plan.mask)
+            with times.step("mask"):
+                for result in results:
+                    result.image = keep_outside_mask(result.image, sources[0], plan.mask)
         parents, uploads = [], []
         for data, image in zip(job.images, sources):
             known = self.database.find_image(principal.tenant_id, sha256_hex(data))
@@ -730,11 +744,15 @@ class ImageService:
         for position, result in enumerate(results):
             artifact_id = new_image_id()
             extra = extras[position] if extras else {}
-            final, marks = self._marked(result.image, plan, badge, artifact_id)
-            encoded = self._encoded(final, plan, extra.get("frames"), badge)
-            data = receipt.sign(position, artifact_id, encoded, job.output_format, prompt=job.prompt, model=model,
-                                weights_hash=backend.weights_hash, seed=result.seed, parents=parents,
-                                actions=[*self._repair_actions(extra), *marks.actions], assertions=marks.assertions)
+            with times.step("mark"):  # the badge, then the watermark
+                final, marks = self._marked(result.image, plan, badge, artifact_id)
+            with times.step("encode"):
+                encoded = self._encoded(final, plan, extra.get("frames"), badge)
+            with times.step("sign"):
+                data = receipt.sign(position, artifact_id, encoded, job.output_format, prompt=job.prompt, model=model,
+                                    weights_hash=backend.weights_hash, seed=result.seed, parents=parents,
+                                    actions=[*self._repair_actions(extra), *marks.actions],
+                                    assertions=marks.assertions)
             artifact = Artifact(id=artifact_id, data=data, format=job.output_format, width=result.image.width,
                                 height=result.image.height, model=model, seed=result.seed, parents=parent_ids,
                                 tenant_id=principal.tenant_id, audit_index=receipt.indexes[position])
@@ -755,14 +773,18 @@ class ImageService:
         records = [(upload, {"kind": "upload"}) for upload in uploads]
         records += [(item.artifact, {**params, "seed": item.seed, "audit_index": item.artifact.audit_index})
                     for item in produced]
-        for artifact, _ in records:
-            self.blobs.put(artifact.data)
-        if job.mask is not None:
-            self.blobs.put(job.mask)  # kept (content-addressed) so that replay can remake a masked edit
-        if job.markup is not None:
-            self.blobs.put(job.markup)
-        self.database.record_images(records, key_id=principal.key_id, user=job.user, audit=receipt.entries(),
-                                    salts=receipt.salts)
+        with times.step("store"):
+            for artifact, _ in records:
+                self.blobs.put(artifact.data)
+            if job.mask is not None:
+                self.blobs.put(job.mask)  # kept (content-addressed) so that replay can remake a masked edit
+            if job.markup is not None:
+                self.blobs.put(job.markup)
+        with times.step("audit"):
+            entries = receipt.entries()
+        with times.step("store"):
+            self.database.record_images(records, key_id=principal.key_id, user=job.user, audit=entries,
+                                        salts=receipt.salts)
         return produced
 
     @staticmethod

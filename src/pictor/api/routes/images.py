@@ -52,15 +52,25 @@ async def _answer(request: Request, parts: Components, caller: Principal, job: I
                                  media_type="text/event-stream", headers={"cache-control": "no-cache"})
     result = await parts.service.run(plan, caller)
     _count(parts, plan, result)
-    # Server-Timing lets clients (and bench/server_overhead.py) tell model time from server overhead.
-    return JSONResponse(images_response(result, fields.response_format, url_for(request, parts, caller)),
-                        headers={"server-timing": server_timing(result)})
+    started = time.perf_counter()
+    body = images_response(result, fields.response_format, url_for(request, parts, caller))
+    steps = {"auth": getattr(request.state, "auth_ms", 0.0), **result.steps_ms,
+             "response": (time.perf_counter() - started) * 1000}
+    for name, ms in steps.items():
+        parts.metrics.steps.labels(name).observe(ms / 1000)
+    # Server-Timing lets clients (and bench/server_overhead.py) tell model time from every other step.
+    return JSONResponse(body, headers={"server-timing": server_timing(result, steps)})
 
 
-def server_timing(result: ImagesResult) -> str:
-    """`model;dur=` (ms), and `cache;desc=hit|miss` when the request was cacheable (it gave a seed)."""
-    timing = f"model;dur={result.model_seconds * 1000:.1f}"
-    return timing if result.cache is None else f"{timing}, cache;desc={result.cache}"
+def server_timing(result: ImagesResult, steps: dict[str, float] | None = None) -> str:
+    """`model;dur=` (ms) first, then every other step of the request (`policy`, `decode`, `validation`, `mark`,
+    `encode`, `sign`, `audit`, `store`, `auth`, `response`...), and `cache;desc=hit|miss` when the request was
+    cacheable (it gave a seed)."""
+    parts = [f"model;dur={result.model_seconds * 1000:.1f}"]
+    parts += [f"{name};dur={ms:.1f}" for name, ms in (steps or {}).items() if name != "model"]
+    if result.cache is not None:
+        parts.append(f"cache;desc={result.cache}")
+    return ", ".join(parts)
 
 
 def _count(parts: Components, plan: Plan, result: ImagesResult) -> None:
