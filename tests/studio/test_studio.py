@@ -470,3 +470,33 @@ def test_the_gallery_lists_only_the_tenants_own_images(signed_in, studio_server,
     wait_until(page, "document.querySelector('#gallery-status').textContent.includes('white circle')")
     shown = [link.get_attribute("data-image") for link in page.locator("#gallery-list a").all()]
     assert mine in shown and theirs_id not in shown
+
+
+def test_the_settings_page_shows_usage_and_lets_an_admin_manage_keys_and_settings(signed_in, api, studio_server):
+    page = signed_in
+    page.click("#nav a[data-view=settings]")
+    page.wait_for_selector("#usage-table")
+    assert "Images today" in page.text_content("#usage-table")
+    page.wait_for_selector("#keys-table")
+    page.select_option("#new-key-role", "reader")
+    page.fill("#new-key-label", "wall screen")
+    page.click("#keys-table ~ form button[type=submit]")
+    wait_until(page, "(document.querySelector('#new-key')?.textContent || '').includes('pk-')")
+    shown = page.text_content("#new-key")
+    new_key = shown.split(": ", 1)[1].strip()
+    assert "reader" in shown
+    assert httpx.get(f"{studio_server.url}/v1/images", headers={"authorization": f"Bearer {new_key}"},
+                     timeout=30).status_code == 200
+    row = page.locator("#keys-table tr", has_text="wall screen")
+    row.locator("button.revoke").click()
+    wait_until(page, "[...document.querySelectorAll('#keys-table tr')].some("
+                     "r => r.textContent.includes('wall screen') && r.textContent.includes('revoked'))")
+    assert httpx.get(f"{studio_server.url}/v1/images", headers={"authorization": f"Bearer {new_key}"},
+                     timeout=30).status_code == 401
+    page.fill("#setting-retention", "365")
+    page.fill("#setting-badge", "AI-made")
+    page.click("#settings-form button[type=submit]")
+    wait_until(page, "document.querySelector('#settings-saved')?.textContent === 'Saved.'")
+    settings = api.get("/v1/admin/settings").json()
+    assert settings["retention_days"] == 365 and settings["badge"]["text"] == "AI-made"
+    api.patch("/v1/admin/settings", json={"retention_days": None, "badge": None})  # as the other tests expect

@@ -2,10 +2,11 @@
 
 import { clearApiKey, describeError, request, setApiKey, signedIn } from "./api.js";
 import { Gallery, renderImagePage, Verify } from "./pages.js";
+import { Settings } from "./settings.js";
 import { Studio } from "./studio.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["signin", "studio", "gallery", "image", "verify"];
+const VIEWS = ["signin", "studio", "gallery", "image", "verify", "settings"];
 
 function showError(error) {
   console.warn(error);
@@ -22,6 +23,7 @@ function clearError() {
 const studio = new Studio({ showError, clearError });
 const gallery = new Gallery({ showError });
 const verify = new Verify({ showError, clearError });
+const settings = new Settings({ showError, clearError });
 
 function show(view) {
   for (const name of VIEWS) $(`view-${name}`).hidden = name !== view;
@@ -52,6 +54,9 @@ async function route() {
   } else if (view === "verify") {
     show("verify");
     verify.enter();
+  } else if (view === "settings") {
+    show("settings");
+    await settings.enter();
   } else {
     show("studio");
     await studio.enter();
