@@ -131,3 +131,20 @@ def test_admin_actions_are_audit_entries_and_the_log_still_verifies(server, http
     assert entries[2]["key_id"] == key_id and all(e["time"] for e in entries)
     verified = run_cli("audit", "verify", *directory)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_keys_expiry_is_written_to_the_audit_log_once(server):
+    from .test_moderation import audit_entries
+
+    key = key_with(server, "reader", expires=utcnow() + timedelta(seconds=1))
+    database = Database(DataDir.resolve(server.data_dir).database_url)
+    try:
+        key_id = database.authenticate(key).key_id
+    finally:
+        database.close()
+    time.sleep(1.2)
+    for _ in range(2):
+        assert run_cli("sweep", "--data-dir", str(server.data_dir)).returncode == 0
+    expiries = [e for e in audit_entries(server) if e["event"] == "admin" and e["action"] == "key_expired"
+                and e["details"]["subject_key"] == key_id]
+    assert len(expiries) == 1 and expiries[0]["actor"] == "expiry"

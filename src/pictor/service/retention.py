@@ -1,4 +1,5 @@
-"""Deleting images, on request or when a tenant's retention period has passed.
+"""Deleting images, on request or when a tenant's retention period has passed (and, on the same sweep, writing
+keys that have expired into the audit log).
 
 A deleted image loses its bytes (unless another live image or a file holds the same bytes) and its prompt
 everywhere it was kept; its record stays as a tombstone, so lineage and provenance say it was deleted and when,
@@ -33,7 +34,11 @@ def delete_image(database: Database, blobs: LocalBlobStore, governance: Governan
 
 
 def sweep_expired(database: Database, blobs: LocalBlobStore, governance: Governance, limit: int = 500) -> int:
-    """Delete the images that have outlived their tenant's `retention_days`; returns how many."""
+    """Delete the images that have outlived their tenant's `retention_days` (returns how many), and write each key
+    that has expired since the last sweep into the audit log."""
+    for key in database.expired_unaudited_keys():
+        governance.record_admin("key_expired", tenant=key.tenant_id, actor="expiry", subject_key=key.id,
+                                expired=key.expires.isoformat() if key.expires else None)
     expired = database.expired_images(limit)
     for tenant_id, image_id in expired:
         delete_image(database, blobs, governance, tenant_id, image_id, actor="retention", reason="retention")

@@ -375,6 +375,16 @@ class Database:
                 return None
             return Principal(tenant_id=row.tenant_id, tenant_name=row.tenant.name, key_id=row.id, role=row.role)
 
+    def expired_unaudited_keys(self) -> list[ApiKeyInfo]:
+        """Keys whose expiry has passed and is not yet in the audit log; marked as logged as they are returned."""
+        with self._transaction() as session:
+            rows = list(session.scalars(select(ApiKeyRow).where(
+                ApiKeyRow.expires.is_not(None), ApiKeyRow.expires <= utcnow(), ApiKeyRow.revoked.is_(None),
+                ApiKeyRow.expiry_audited.is_(False))))
+            for row in rows:
+                row.expiry_audited = True
+            return [_key_info(row) for row in rows]
+
     def has_keys(self) -> bool:
         """Whether any key was ever made (revoked ones count: an installation that had keys is not fresh)."""
         with self._transaction() as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -58,6 +58,7 @@ class ApiKeyRow(Base):
     revoked: Mapped[datetime | None] = mapped_column(UTCDateTime)
     role: Mapped[str] = mapped_column(String(16), default="member", server_default="member")  # see storage.roles
     expires: Mapped[datetime | None] = mapped_column(UTCDateTime)  # no longer authenticates from then on
+    expiry_audited: Mapped[bool] = mapped_column(default=False, server_default=false())  # its expiry is in the log
 
     tenant: Mapped[TenantRow] = relationship()
 
