@@ -10,15 +10,17 @@ from pictor.embedded.evaluate import (
     pipeline_callables,
     run_edits,
     run_generation,
+    run_inpaint,
 )
 from pictor.embedded.judge import detect
 from pictor.embedded.render import render
 from pictor.embedded.world import Background, Scene, SceneObject
 from pictor.engine.loading import load_model_folder
 
-# Bars well under what the shipped model scores on these cases (colours 1.0, exact sets 1.0, two objects 0.83,
-# colour binding 0.67, edits 0.67) and far above chance.
-COLOURS_BAR, EXACT_BAR, TWO_BAR, BINDING_BAR, EDIT_BAR = 0.85, 0.85, 0.6, 0.45, 0.45
+# Bars well under what the shipped model scores on these cases (colours 0.97, exact sets 1.0, two objects 1.0,
+# colour binding 0.6, named cells 1.0, held-out pairs 1.0, edits 1.0, inpainting 1.0) and far above chance.
+COLOURS_BAR, EXACT_BAR, TWO_BAR, BINDING_BAR, EDIT_BAR = 0.85, 0.9, 0.8, 0.4, 0.85
+CELLS_BAR, HELD_OUT_BAR, INPAINT_BAR = 0.85, 0.7, 0.8
 
 
 def pixels(image: Image.Image) -> np.ndarray:
@@ -111,19 +113,24 @@ def test_edges_are_crisp_at_any_size(embedded_pipe):
 
 
 def test_shipped_model_follows_prompts_and_edits(embedded_pipe):
-    """Objects' shape and colour, exactly the objects asked for, two objects with their colours bound, and edits,
-    judged by the world's detector at 256 px. Chance is 1/6 for a shape and 1/11 for a colour; the shipped model
-    scores well above these bars (bench/results/embedded-*.md), so falling below them means the model or the
-    pipeline broke. Named cells are not asserted: the shipped model does not follow them yet (see the README)."""
+    """Objects' shape and colour, named cells, held-out (shape, colour) pairs, exactly the objects asked for, two
+    objects with their colours bound, edits and inpainting, judged by the world's detector at 256 px. Chance is
+    1/6 for a shape, 1/11 for a colour and 1/9 for a cell; the shipped model scores well above these bars
+    (bench/results/embedded-*.md), so falling below them means the model or the pipeline broke."""
     cases = [c for c in generation_cases(seed=123, per_category=30)
-             if c.category in ("colours", "two_objects", "colour_binding")]
-    generate, edit, _ = pipeline_callables(embedded_pipe, resolution=256)
+             if c.category in ("colours", "two_objects", "colour_binding", "single_object_attributes",
+                               "held_out_colours")]
+    generate, edit, inpaint = pipeline_callables(embedded_pipe, resolution=256)
     result = run_generation(generate, cases)
     print({k: round(v, 3) for k, v in result.scores.items()})
     assert result.counts["colours"] == 30
     assert result.scores["colours"] >= COLOURS_BAR and result.scores["one_object_exact_set"] >= EXACT_BAR
     assert result.scores["two_objects"] >= TWO_BAR and result.scores["colour_binding"] >= BINDING_BAR
+    assert result.scores["single_object_position"] >= CELLS_BAR and result.scores["held_out_colours"] >= HELD_OUT_BAR
     edits = run_edits(edit, edit_cases(seed=5, count=24, resolution=256), resolution=256)
     print({k: round(v, 3) for k, v in edits.scores.items()})
     assert edits.scores["edit_success"] >= EDIT_BAR
     assert edits.scores["edit_psnr_outside_db"] >= 30
+    inpainted = run_inpaint(inpaint, seed=5, count=12, resolution=256)
+    assert inpainted.scores["inpaint_success"] >= INPAINT_BAR
+    assert inpainted.scores["inpaint_outside_identical"] == 1.0

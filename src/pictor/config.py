@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # where the backend can; false batches only requests that start together.
     step_batching: bool = True
     # The exact result cache (service/result_cache): model outputs of seeded requests, per tenant, LRU. 0 = off.
-    result_cache_mb: int = 256
+    result_cache_mb: int = 128
     log_json: bool = True
     # C2PA signing with the operator's own chain (leaf first, PEM), key and trust anchors, instead of the
     # CA that Pictor makes in its data folder on first start.
