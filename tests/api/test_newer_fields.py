@@ -19,11 +19,13 @@ from pictor.service.images import STEPS_BY_QUALITY
 
 from .helpers import alpha_mask, decode, png_bytes, run_cli
 
-MULTI_OBJECT_PROMPTS = [
-    "a red star and a blue circle on a white background",
-    "a green square to the left of a yellow heart on a black background",
-    "two purple diamonds on a white background",
-    "an orange triangle above a blue square on a white background",
+# Prompts the shipped model still gets wrong often (several objects with their colours bound, counts): where a
+# choice among candidates can help.
+HARD_PROMPTS = [
+    "three red stars, a blue circle and a green square on a white background",
+    "a pink heart, a yellow diamond and two blue circles on a black background",
+    "four gray triangles and a red star on a white background",
+    "a brown square, a white heart and a purple star on a gray background",
 ]
 
 
@@ -440,7 +442,7 @@ def test_validation_chooses_a_better_candidate_on_a_prompt_set(client, server) -
     highest; candidate 0 is the image a plain request returns. Over the set, some choice must beat candidate 0,
     none may be worse."""
     improved = 0
-    for index, prompt in enumerate(MULTI_OBJECT_PROMPTS):
+    for index, prompt in enumerate(HARD_PROMPTS):
         seed = 100 + index
         plain = client.images.generate(prompt=prompt, size="64x64", complexity="medium", extra_body={"seed": seed})
         best = client.images.generate(prompt=prompt, size="64x64", extra_body={"seed": seed, "candidates": 3})

@@ -48,6 +48,7 @@ def _validation_param(error: dict) -> str | None:
 def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
     """Every method some route serves at this request's path."""
     methods: set[str] = set()
+    found: list = []
     routes = list(app.router.routes)
     while routes:
         route = routes.pop()
@@ -57,7 +58,11 @@ def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
             continue
         match, _ = route.matches({**scope, "method": "GET"})
         if match != Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
+            found.append(route)
+    # A fixed path wins over a template that also matches it (/v1/images/variations is not /v1/images/{image_id}).
+    fixed = [route for route in found if "{" not in getattr(route, "path", "")]
+    for route in fixed or found:
+        methods.update(getattr(route, "methods", None) or ())
     return sorted(methods)
 
 

@@ -23,7 +23,7 @@ router = APIRouter()
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # numbers as numbers: "30" is not a number of days
 
     role: Literal["admin", "member", "reader", "auditor"] = "member"
     label: str | None = Field(None, max_length=200)
@@ -31,24 +31,24 @@ class KeyCreate(BaseModel):
 
 
 class KeyRotate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     grace_hours: float = Field(168, ge=0, le=24 * 90)
 
 
 class BadgeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     text: str = Field("AI-generated", min_length=1, max_length=64)
     corner: Corner = "bottom-right"
-    size: float = Field(0.05, gt=0, le=0.25)
+    size: float = Field(0.05, ge=0.01, le=0.25)  # as BadgeSettings checks them
     opacity: float = Field(0.85, ge=0.1, le=1)
 
 
 class SettingsPatch(BaseModel):
     """Only the fields sent change; `badge: null` or `retention_days: null` turn them off."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     moderation_level: Literal["strict", "standard", "low"] | None = None
     badge: BadgeIn | None = None
@@ -136,7 +136,10 @@ async def patch_settings(body: SettingsPatch, request: Request, caller: Caller) 
     if "moderation_level" in sent:
         changes["moderation_level"] = body.moderation_level
     if "badge" in sent:
-        changes["badge"] = None if body.badge is None else BadgeSettings(**body.badge.model_dump()).to_dict()
+        try:
+            changes["badge"] = None if body.badge is None else BadgeSettings(**body.badge.model_dump()).to_dict()
+        except ValueError as error:  # a text of spaces only
+            raise ApiError(400, f"Invalid badge: {error}.", param="badge", code="invalid_value") from None
     if "retention_days" in sent:
         changes["retention_days"] = body.retention_days
     if changes:
