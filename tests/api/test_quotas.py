@@ -144,3 +144,16 @@ def test_a_tenant_at_its_running_jobs_quota_waits_for_a_running_one_to_end(serve
         assert time.monotonic() < deadline, "the job never ran"
         time.sleep(0.2)
     quota(server, name, "--running-jobs", "off")
+
+
+def test_daily_quotas_reset_with_the_utc_day(server):
+    """A day's usage is its own row: the next day starts from nothing (the API counts on today's UTC date)."""
+    database = Database(DataDir.resolve(server.data_dir).database_url)
+    try:
+        tenant = database.ensure_tenant("quota-days")
+        assert database.reserve_usage(tenant.id, "2026-01-01", 3, 30, 3, None) is None
+        assert database.reserve_usage(tenant.id, "2026-01-01", 1, 10, 3, None) == "images"
+        assert database.reserve_usage(tenant.id, "2026-01-02", 3, 30, 3, None) is None
+        assert database.usage(tenant.id, "2026-01-02")["images"] == 3
+    finally:
+        database.close()
