@@ -5,7 +5,7 @@ import { blob, request } from "./api.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
-function h(tag, props = {}, ...children) {
+export function h(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(props)) {
     if (value === undefined || value === null || value === false) continue;

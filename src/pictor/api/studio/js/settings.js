@@ -1,20 +1,8 @@
 // The tenant's settings page: today's usage beside the quotas (any key), and for an admin key the tenant's keys
-// (make, rotate, revoke) and its policy level, badge and retention. Everything through the public admin API.
+// (make, revoke) and its policy level, badge and retention. Everything through the public admin API.
 
 import { request } from "./api.js";
-
-function h(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(props)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "class") node.className = value;
-    else if (name === "text") node.textContent = value;
-    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value);
-  }
-  node.append(...children.flat(Infinity).filter((child) => child !== null && child !== undefined && child !== false));
-  return node;
-}
+import { h } from "./pages.js";
 
 const QUOTA_LABELS = {
   images_per_day: "Images today", steps_per_day: "Denoising steps today", running_jobs: "Running jobs",
