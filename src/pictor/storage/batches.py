@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from pictor.storage.database import Database, JobRecord, _job, tenant_row
+from pictor.storage.database import Database, JobRecord, _job, blob_held, tenant_row
 from pictor.storage.errors import NotFound
-from pictor.storage.tables import BatchItemRow, BatchRow, FileRow, ImageJobRow, ImageRow, utcnow
+from pictor.storage.tables import BatchItemRow, BatchRow, FileRow, ImageJobRow, utcnow
 
 BATCH_ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 
@@ -140,9 +140,7 @@ class BatchStore:
     def holds_blob(self, content_hash: str) -> bool:
         """Whether any file, or any live image, still has these bytes."""
         with self._transaction() as session:
-            return (session.scalar(select(FileRow.id).where(FileRow.content_hash == content_hash).limit(1))
-                    or session.scalar(select(ImageRow.id).where(ImageRow.content_hash == content_hash,
-                                                                ImageRow.deleted.is_(None)).limit(1))) is not None
+            return blob_held(session, content_hash)
 
     def batch_lines_of_jobs(self, tenant_id: str, job_ids: Sequence[str]) -> list[tuple[str, list[str]]]:
         """For the batches that ran these jobs: (file id, custom ids of those lines) for each input, output and

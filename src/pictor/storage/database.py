@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Text, cast, create_engine, delete, event, func, insert, literal, select, update
+from sqlalchemy import Engine, Text, case, cast, create_engine, delete, event, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -273,12 +273,7 @@ class Database:
         added, else the name of the limit ("images" or "steps") that it would pass."""
         table = TenantUsageRow.__table__
         with self._transaction() as session:
-            if session.get(TenantUsageRow, (tenant_id, day)) is None:
-                try:
-                    with session.begin_nested():
-                        session.add(TenantUsageRow(tenant_id=tenant_id, day=day, images=0, steps=0))
-                except IntegrityError:
-                    pass  # another process made the row first
+            _ensure_row(session, TenantUsageRow(tenant_id=tenant_id, day=day, images=0, steps=0))
             conditions = [table.c.tenant_id == tenant_id, table.c.day == day]
             if max_images is not None:
                 conditions.append(table.c.images + images <= max_images)
@@ -297,12 +292,7 @@ class Database:
         table = RateWindowRow.__table__
         with self._transaction() as session:
             session.execute(delete(table).where(table.c.subject == subject, table.c.minute < minute))
-            if session.get(RateWindowRow, (subject, minute)) is None:
-                try:
-                    with session.begin_nested():
-                        session.add(RateWindowRow(subject=subject, minute=minute, work=0))
-                except IntegrityError:
-                    pass  # another process made the row first
+            _ensure_row(session, RateWindowRow(subject=subject, minute=minute, work=0))
             done = session.execute(update(table).where(
                 table.c.subject == subject, table.c.minute == minute, table.c.work + work <= limit)
                 .values(work=table.c.work + work))
@@ -311,12 +301,13 @@ class Database:
     def release_usage(self, tenant_id: str, day: str, images: int, steps: int) -> None:
         """Give back a reservation whose work was not done."""
         table = TenantUsageRow.__table__
+
+        def less(column, amount: int):  # never below zero (CASE: the same SQL on SQLite and PostgreSQL)
+            return case((column > amount, column - amount), else_=0)
+
         with self._transaction() as session:
             session.execute(update(table).where(table.c.tenant_id == tenant_id, table.c.day == day).values(
-                images=func.max(table.c.images - images, 0) if self.engine.dialect.name == "sqlite"
-                else func.greatest(table.c.images - images, 0),
-                steps=func.max(table.c.steps - steps, 0) if self.engine.dialect.name == "sqlite"
-                else func.greatest(table.c.steps - steps, 0)))
+                images=less(table.c.images, images), steps=less(table.c.steps, steps)))
 
     def usage(self, tenant_id: str, day: str) -> dict[str, int]:
         """The tenant's usage of one day and what it holds now: sessions, files and their bytes, jobs by state."""
@@ -738,12 +729,8 @@ class Database:
                 return _image(row), None
             _erase_prompt_rows(session, row)
             row.deleted, row.size = utcnow(), 0
-            shared = session.scalar(select(ImageRow.id).where(ImageRow.content_hash == row.content_hash,
-                                                              ImageRow.id != row.id, ImageRow.deleted.is_(None))
-                                    .limit(1)) or session.scalar(
-                select(FileRow.id).where(FileRow.content_hash == row.content_hash).limit(1))
             session.flush()
-            return _image(row), None if shared else row.content_hash
+            return _image(row), None if blob_held(session, row.content_hash) else row.content_hash
 
     def expired_images(self, limit: int = 500) -> list[tuple[str, str]]:
         """(tenant id, image id) of live images older than their tenant's `retention_days`, oldest first."""
@@ -764,6 +751,24 @@ class Database:
         """Delete one prompt salt (e.g. `audit:<index>` of a refused request); True if there was one."""
         with self._transaction() as session:
             return session.execute(delete(PromptSaltRow).where(PromptSaltRow.subject == subject)).rowcount > 0
+
+
+def _ensure_row(session: Session, row: Any) -> None:
+    """Add `row` (a counter at zero) unless its primary key is there; another process adding it first is fine."""
+    mapper = type(row).__mapper__
+    if session.get(type(row), tuple(getattr(row, column.key) for column in mapper.primary_key)) is None:
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            pass
+
+
+def blob_held(session: Session, content_hash: str) -> bool:
+    """Whether any file, or any live image, still has these bytes (so the blob must stay)."""
+    return (session.scalar(select(FileRow.id).where(FileRow.content_hash == content_hash).limit(1))
+            or session.scalar(select(ImageRow.id).where(ImageRow.content_hash == content_hash,
+                                                        ImageRow.deleted.is_(None)).limit(1))) is not None
 
 
 def _erase_prompt_rows(session: Session, row: ImageRow) -> None:
