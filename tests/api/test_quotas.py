@@ -82,12 +82,12 @@ def test_reservations_are_shared_through_the_database_and_never_overshoot(server
         admitted = 0
         for attempt in range(8):
             try:
-                keepers[attempt % 2].reserve_work(tenant.id, 1, 10)
+                keepers[attempt % 2].admit(tenant.id, None, 1, 10, None)
                 admitted += 1
             except Exception as error:
                 assert getattr(error, "code", None) == "insufficient_quota"
         assert admitted == 5
-        reservation = keepers[0].reserve_work(tenant.id, 0, 0)
+        reservation = keepers[0].admit(tenant.id, None, 0, 0, None)
         keepers[1].release(tenant.id, (reservation[0], 2, 20))
         assert keepers[0].report(tenant.id)["used"]["images_per_day"] == 3
     finally:

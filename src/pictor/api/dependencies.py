@@ -101,11 +101,11 @@ class Components:
             tenant = database.ensure_tenant(DEMO_TENANT)
             keyless = Principal(tenant_id=tenant.id, tenant_name=tenant.name, key_id=None, role="admin")
         quotas = QuotaKeeper(database)
+        rate_limits = {name: limit for name, limit in (("key", settings.work_per_minute_per_key),
+                                                       ("tenant", settings.work_per_minute_per_tenant)) if limit}
         service = ImageService(registry, database, blobs, governance, settings.mask_blend_px,
-                               settings.auto_edit_mask, ResultCache(settings.result_cache_mb * 1024 * 1024), quotas)
-        service.rate_limits = {name: limit for name, limit in (("key", settings.work_per_minute_per_key),
-                                                               ("tenant", settings.work_per_minute_per_tenant))
-                               if limit}
+                               settings.auto_edit_mask, ResultCache(settings.result_cache_mb * 1024 * 1024), quotas,
+                               rate_limits)
         jobs = JobRunner(service, JobStore(database), blobs, settings.resolved_job_workers())
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
                    service=service, governance=governance,

@@ -198,10 +198,10 @@ def image_tokens(width: int, height: int) -> int:
 class ImageService:
     def __init__(self, registry: ModelRegistry, database: Database, blobs: LocalBlobStore, governance: Governance,
                  mask_blend_px: int = 0, auto_edit_mask: bool = True, result_cache: ResultCache | None = None,
-                 quotas: QuotaKeeper | None = None):
+                 quotas: QuotaKeeper | None = None, rate_limits: dict[str, int] | None = None):
         self.registry = registry
         self.quotas = quotas  # None: no quotas (command-line tools)
-        self.rate_limits: dict[str, int] = {}  # work per minute: "key" and "tenant" (the server's defaults)
+        self.rate_limits = rate_limits or {}  # work per minute: "key" and "tenant" (the server's defaults)
         self.result_cache = result_cache if result_cache is not None and result_cache.enabled else None
         self.database = database
         self.blobs = blobs
@@ -330,12 +330,10 @@ class ImageService:
         if self.quotas is None or plan.reservation is not None:
             return
         n = plan.job.n
-        if rate_limited:
-            work = work_units(n * plan.candidates, plan.width, plan.height, plan.steps)
-            await asyncio.to_thread(self.quotas.charge_rate, principal.tenant_id, principal.key_id, work,
-                                    self.rate_limits.get("key"), self.rate_limits.get("tenant"))
-        plan.reservation = await asyncio.to_thread(self.quotas.reserve_work, principal.tenant_id, n,
-                                                   n * plan.steps)
+        work = work_units(n * plan.candidates, plan.width, plan.height, plan.steps) if rate_limited else None
+        plan.reservation = await asyncio.to_thread(self.quotas.admit, principal.tenant_id, principal.key_id, n,
+                                                   n * plan.steps, work, self.rate_limits.get("key"),
+                                                   self.rate_limits.get("tenant"))
 
     async def _run(self, plan: Plan, principal: Principal, on_partial: Callable[[PartialImage], None] | None,
                    partial_images: int, encode_partials: bool) -> ImagesResult:

@@ -203,13 +203,10 @@ class JobRunner:
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
 
     def _at_running_cap(self, tenant_id: str) -> bool:
-        """Whether the tenant already runs as many jobs as its `running_jobs` quota allows (its queue then waits;
-        other tenants' jobs go ahead)."""
+        """Whether the tenant runs as many jobs as its `running_jobs` quota allows (its queue then waits; other
+        tenants' jobs go ahead)."""
         quotas = getattr(self.service, "quotas", None)
-        if quotas is None:
-            return False
-        limit = quotas.quotas(tenant_id).running_jobs
-        return limit is not None and quotas.database.usage(tenant_id, "")["running_jobs"] >= limit
+        return quotas is not None and quotas.at_running_cap(tenant_id)
 
     def claim_next(self) -> JobRecord | None:
         """Start the next job by the fairness rule (None: nothing queued). One caller at a time."""

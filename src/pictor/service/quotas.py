@@ -76,10 +76,15 @@ class QuotaKeeper:
     def quotas(self, tenant_id: str) -> Quotas:
         return Quotas.from_settings(self.database.tenant_settings(tenant_id))
 
-    def reserve_work(self, tenant_id: str, images: int, steps: int) -> tuple[str, int, int]:
-        """Count a request's images and steps against today's quotas (all or nothing); the reservation to give
-        back with `release` if the work is not done."""
-        quotas, day = self.quotas(tenant_id), today()
+    def admit(self, tenant_id: str, key_id: str | None, images: int, steps: int, work: int | None,
+              key_limit: int | None = None, default_tenant_limit: int | None = None) -> tuple[str, int, int]:
+        """A request's admission, reading the tenant's quotas once: its `work` charged to this minute's rate limits
+        (None: not rate limited), then its images and steps counted against today's quotas (all or nothing). The
+        reservation is to be given back with `release` if the work is not done."""
+        quotas = self.quotas(tenant_id)
+        if work is not None:
+            self._charge_rate(tenant_id, key_id, work, quotas.work_per_minute or default_tenant_limit, key_limit)
+        day = today()
         exceeded = self.database.reserve_usage(tenant_id, day, images, steps, quotas.images_per_day,
                                                quotas.steps_per_day)
         if exceeded is not None:
@@ -92,23 +97,29 @@ class QuotaKeeper:
         day, images, steps = reservation
         self.database.release_usage(tenant_id, day, images, steps)
 
-    def charge_rate(self, tenant_id: str, key_id: str | None, work: int, key_limit: int | None = None,
-                    default_tenant_limit: int | None = None) -> None:
-        """Charge a request's work to this minute of its tenant (its `work_per_minute` quota, else the server's
-        default) and of its key (the server's per-key limit); a 429 with Retry-After beyond either."""
-        tenant_limit = self.quotas(tenant_id).work_per_minute or default_tenant_limit
+    def _charge_rate(self, tenant_id: str, key_id: str | None, work: int, tenant_limit: int | None,
+                     key_limit: int | None) -> None:
+        """Charge `work` to this minute of the tenant and of the key; a 429 with Retry-After beyond either."""
         now = time.time()
         minute = int(now // 60)
-        for subject, limit in ((f"tenant:{tenant_id}", tenant_limit), (f"key:{key_id}", key_limit)):
-            if not limit or (subject == "key:None"):
+        subjects = [("tenant", f"tenant:{tenant_id}", tenant_limit)]
+        if key_id is not None:
+            subjects.append(("key", f"key:{key_id}", key_limit))
+        for kind, subject, limit in subjects:
+            if not limit:
                 continue
             if work > limit:
                 raise RateLimited(f"This request is {work} units of work (images x megapixels x steps); the "
-                                  f"{subject.split(':')[0]}'s limit is {limit} a minute: ask for fewer or smaller "
-                                  "images, or fewer steps.", None)
+                                  f"{kind}'s limit is {limit} a minute: ask for fewer or smaller images, or fewer "
+                                  "steps.", None)
             if not self.database.charge_window(subject, minute, work, limit):
-                raise RateLimited(f"Rate limit reached: {limit} units of work a minute for this "
-                                  f"{subject.split(':')[0]}.", max(1, math.ceil(60 - now % 60)))
+                raise RateLimited(f"Rate limit reached: {limit} units of work a minute for this {kind}.",
+                                  max(1, math.ceil(60 - now % 60)))
+
+    def at_running_cap(self, tenant_id: str) -> bool:
+        """Whether the tenant already runs as many jobs as its `running_jobs` quota allows."""
+        limit = self.quotas(tenant_id).running_jobs
+        return limit is not None and self.database.usage(tenant_id, today())["running_jobs"] >= limit
 
     def check_holdings(self, tenant_id: str, **adding: int) -> None:
         """Refuse when adding this many (queued_jobs=1, sessions=1, files=1, stored_bytes=N) would pass a quota.
