@@ -107,7 +107,9 @@ class KeyBeforeBody:
             if parts is not None and parts.keyless_principal is None:
                 request = Request(scope)
                 try:
-                    await asyncio.to_thread(authenticate, request, parts.database, None)
+                    # Kept for the route's own dependency, which then does not look the key up again.
+                    request.state.authenticated = await asyncio.to_thread(authenticate, request, parts.database,
+                                                                          None)
                 except ApiError as error:
                     response = error_response(error.status, error.message, error.type, error.param, error.code,
                                               headers={"connection": "close"})

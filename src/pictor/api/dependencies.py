@@ -130,7 +130,8 @@ def principal(request: Request) -> Principal:
     permission otherwise); also where each key's rate limit is applied."""
     parts = components(request)
     started = time.perf_counter()
-    caller = authenticate(request, parts.database, parts.keyless_principal)
+    caller = getattr(request.state, "authenticated", None) or authenticate(request, parts.database,
+                                                                           parts.keyless_principal)
     route = getattr(request.scope.get("route"), "path", request.url.path)
     needed = permission_for(request.method, route)
     if not allows(caller.role, needed):
