@@ -14,9 +14,11 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from pictor.storage.database import Database, JobRecord, _job, blob_held, tenant_row
 from pictor.storage.errors import NotFound
+from pictor.storage.jobs import JobRecord, job_record
+from pictor.storage.shared_queries import blob_held, tenant_row
 from pictor.storage.tables import BatchItemRow, BatchRow, FileRow, ImageJobRow, utcnow
+from pictor.storage.transactions import Transactions
 
 BATCH_ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 
@@ -105,7 +107,7 @@ def _page(query: Any, model: Any, tenant_id: str, limit: int, after: str | None)
 class BatchStore:
     """`BatchStore(database)`: files, batches and their lines."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Transactions) -> None:
         self._transaction = database._transaction
 
     # ---- files ---------------------------------------------------------------------------------
@@ -268,4 +270,4 @@ class BatchStore:
                                    .outerjoin(ImageJobRow, ImageJobRow.id == BatchItemRow.job_id)
                                    .where(BatchItemRow.batch_id == batch_id).order_by(BatchItemRow.line))
             return [BatchItem(item.seq, item.line, item.custom_id, item.job_id, item.status_code, item.error,
-                              _job(job) if job is not None else None) for item, job in rows]
+                              job_record(job) if job is not None else None) for item, job in rows]

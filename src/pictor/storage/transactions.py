@@ -1,0 +1,52 @@
+"""The engine of one database URL and its unit of work, which every record type's queries share.
+
+Each public query method runs in one `_transaction()`: committed when it returns, rolled back entirely if it raises.
+Rows never leave a query method: callers get frozen dataclasses, so no lazy load can run after the session is
+closed and no caller can change a row by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from pictor.storage.migrations import migrate
+
+
+def _enable_sqlite_pragmas(engine: Engine) -> None:
+    """Foreign keys are off by default in SQLite; WAL lets readers run while a request writes."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+
+class Transactions:
+    """One SQLAlchemy engine (any URL; SQLite is the default), migrated to the newest schema when opened."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.engine = create_engine(url, echo=echo)
+        if self.engine.dialect.name == "sqlite":
+            _enable_sqlite_pragmas(self.engine)
+        with self.engine.begin() as connection:
+            migrate(connection)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        """Release pooled connections (and, for SQLite, fold the WAL back into the main file)."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """One unit of work: committed when the block ends, rolled back entirely if it raises."""
+        with self._sessions.begin() as session:
+            yield session
