@@ -76,8 +76,8 @@ def prompt_cache_effect(calls: int) -> dict:
     import torch
 
     from pictor.embedded import WEIGHTS_DIR
-    from pictor.embedded.prompt_cache import PromptCache
     from pictor.engine.loading import load_model_folder
+    from pictor.prompt_cache import PromptCache
 
     torch.set_num_threads(1)
     pipe = load_model_folder(WEIGHTS_DIR, device="cpu")

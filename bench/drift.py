@@ -9,7 +9,7 @@ meant to touch (the ground-truth coverage of every object touched, before and af
 
 Two ways of asking:
 - plain: the instruction alone; the model remakes the whole image;
-- auto-mask: the instruction with a mask over the cells it touches (`pictor.service.composition.edit_region`,
+- auto-mask: the instruction with a mask over the cells it touches (`EmbeddedSceneReader.edit_region`,
   from the judge's reading of the current image); the service's hard mask keeps everything else byte for byte.
   When the instruction's object is not found (or an "add" names no place) there is no mask and the edit is plain.
 
@@ -42,7 +42,7 @@ from pictor.embedded.evaluate import machine_description, psnr, scene_matches
 from pictor.embedded.grammar import instruct
 from pictor.embedded.render import object_mask, render
 from pictor.embedded.world import Scene, WorldConfig, apply_edit, sample_edit, sample_scene
-from pictor.service.composition import edit_region
+from pictor.engine.embedded_scene import EmbeddedSceneReader
 
 SIDE = 256
 STEPS = 5
@@ -50,7 +50,7 @@ GOAL_DB = 30.0
 GROW_PX = 3
 PSNR_CAP = 99.0  # an identical region has infinite PSNR; capped for means
 NOTE = ("Which Pictor uses: the auto-mask rows (`auto_edit_mask`, on by default for the embedded model): an "
-        "unmasked instruction edit is confined to the mask from `pictor.service.composition.edit_region`, "
+        "unmasked instruction edit is confined to the mask from `EmbeddedSceneReader.edit_region`, "
         "exact outside it (the service's hard mask). The plain rows are the edit without it (the model "
         "remakes the whole image; the embedded model works at 64 px and is upscaled, so everything drifts at "
         "once). Auto-mask steps without a mask are instructions whose object the judge could not find (an "
@@ -113,7 +113,7 @@ async def run_scene(parts: Components, scene: Scene, steps, mode: str, seed: int
     untouched = np.ones((SIDE, SIDE), dtype=bool)
     rows = []
     for step, (text, after, region) in enumerate(steps, start=1):
-        mask = edit_region(current, text) if mode == "auto-mask" else None
+        mask = EmbeddedSceneReader().edit_region(current, text) if mode == "auto-mask" else None
         job = ImageJob(kind=JobKind.EDIT, prompt=text, images=(data,), mask=openai_mask(mask) if mask else None,
                        seed=seed + step, tenant_id=principal.tenant_id, output_format="png")
         result = await parts.service.run(job, principal)
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[list[dict]]] = {}
     with tempfile.TemporaryDirectory() as folder:
         # The service's own automatic mask off, so that the plain rows stay plain; the auto-mask rows pass the
-        # same mask (edit_region) explicitly.
+        # same mask (the reader's edit_region) explicitly.
         parts = Components.build(Settings(data_dir=Path(folder), keyless=True, device="cpu", auto_edit_mask=False))
         try:
             for mode in args.modes.split(","):

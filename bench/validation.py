@@ -7,12 +7,13 @@ on the same prompts and seeds (candidate j has seed s + j, as the service gives 
 - best of 3: seeds s .. s+2 at the tier's steps, all made, the best returned (Pictor's `candidates: 3`);
 - complexity=high: the budgeted search of `pictor.service.validation.search_for("high", ...)` as
   `ImageService._search` runs it for one image: cheap candidates one after another until the validator passes one or
-  their share of the budget is spent, the best kept; when none passed, repairs (`validation.repair_for`: the one wrong
-  object of the best repairable candidate repainted by the model's inpainting) until one passes or the budget is spent;
+  their share of the budget is spent, the best kept; when none passed, repairs (`EmbeddedSceneReader.propose_repair`:
+  the one wrong object of the best repairable candidate repainted by the model's inpainting) until one passes or the
+  budget is spent;
 - extra `--search STEPS:BUDGET[:refine|:repairs=R]` variants (candidate steps, budget in images at the tier's steps;
   refine: a passing cheap candidate's seed remade at the tier's steps, kept if it passes too, when the budget holds
   it; repairs=R: R of the budget's runs kept for repairs).
-Every candidate is scored by `EmbeddedJudgeValidator` (the prompt parsed by the world's grammar, the image read back
+Every candidate is scored by `EmbeddedSceneReader` (the prompt parsed by the world's grammar, the image read back
 by the judge); `validation.choose` picks. "Fully correct" is the embedded benchmark's own criterion on the case's
 ground-truth spec (exactly the objects asked for, each with its attributes, the relation if said, and the
 background), not the validator's parse of the prompt.
@@ -41,9 +42,10 @@ from PIL import Image
 from pictor.embedded.evaluate import Case, generation_cases, machine_description, spec_satisfied
 from pictor.embedded.judge import background_colours, detect
 from pictor.engine.embedded_backend import EmbeddedBackend
+from pictor.engine.embedded_scene import EmbeddedSceneReader
 from pictor.engine.protocol import EngineRequest
 from pictor.service.images import STEPS_BY_QUALITY, keep_outside_mask
-from pictor.service.validation import EmbeddedJudgeValidator, Search, Verdict, choose, repair_for, search_for
+from pictor.service.validation import Search, Verdict, choose, search_for
 
 CATEGORIES = ("two_objects", "counting", "position", "colour_binding")
 
@@ -60,7 +62,7 @@ class Pool:
     """Images made once per (prompt, seed, steps), with their verdict, correctness and model time."""
 
     def __init__(self, backend: EmbeddedBackend, size: int):
-        self.backend, self.size, self.validator = backend, size, EmbeddedJudgeValidator()
+        self.backend, self.size, self.validator = backend, size, EmbeddedSceneReader()
         self.made: dict[tuple[int, int, int], tuple[Verdict, bool, float]] = {}
         self.images: dict[tuple[int, int, int], Image.Image] = {}
         self.repaired: dict[tuple, tuple[Verdict, bool, float]] = {}
@@ -84,7 +86,7 @@ class Pool:
                steps: int) -> tuple[Verdict, bool, float] | None:
         """The repair of candidate `source` with `seed` as the service makes it (None: nothing to repair)."""
         image = self.images[source]
-        fix = repair_for(image, case.prompt)
+        fix = self.validator.propose_repair(image, case.prompt)
         if fix is None:
             return None
         key = (source, seed, steps)
@@ -123,8 +125,8 @@ def run_search(search: Search, refine: bool, pool: Pool, index: int, case: Case,
             ok = full_ok
     if search.repairs and not any(v.status == "passed" for v in verdicts):
         order = sorted(range(len(verdicts)), key=lambda k: (-(verdicts[k].score or 0.0), k))
-        source = next((k for k in order if repair_for(pool.images[(index, seed + k, search.candidate_steps)],
-                                                      case.prompt) is not None), None)
+        source = next((k for k in order if pool.validator.propose_repair(
+            pool.images[(index, seed + k, search.candidate_steps)], case.prompt) is not None), None)
         repaired = False if source is not None else None
         for attempt in range(search.repairs if source is not None else 0):
             got = pool.repair(index, case, (index, seed + source, search.candidate_steps),

@@ -21,14 +21,9 @@ from PIL import Image, ImageDraw
 
 from pictor.embedded.render import object_box, render
 from pictor.embedded.world import Background, Scene, SceneObject
-from pictor.service.composition import (
-    compose,
-    composition_phrase,
-    edit_region,
-    find_target,
-    fit_box,
-    wants_composition,
-)
+from pictor.engine.embedded_scene import EmbeddedSceneReader
+from pictor.engine.scene import NO_UNDERSTANDING
+from pictor.service.composition import compose, composition_phrase, find_target, fit_box, wants_composition
 from pictor.service.errors import InvalidRequest
 from pictor.service.images import blend_band, keep_outside_mask
 
@@ -37,6 +32,7 @@ from .helpers import alpha_mask, decode, png_bytes
 BLUE_SQUARE = SceneObject("square", "blue", "large", (1, 1))
 RED_CIRCLE = SceneObject("circle", "red", "medium", (0, 2))
 SCENE = Scene((BLUE_SQUARE, RED_CIRCLE), Background(("white",)))
+READER = EmbeddedSceneReader()
 
 
 def canvas(side: int = 256) -> Image.Image:
@@ -74,7 +70,8 @@ def inside(box, outer) -> bool:
     ("insert this at 10,10,60,60", "10,10,60,60"),
 ])
 def test_composition_texts(text, where):
-    assert composition_phrase(text)[1] == where
+    assert composition_phrase(text, READER)[1] == where
+    assert composition_phrase(text)[1] == where  # the same for a model without a reader
 
 
 @pytest.mark.parametrize("text", [
@@ -82,16 +79,28 @@ def test_composition_texts(text, where):
     "make the circle green", "add a blue heart", "a logo on a blue square",
 ])
 def test_world_edits_and_descriptions_are_not_compositions(text):
-    assert not wants_composition(text)
+    assert not wants_composition(text, READER)
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("put the star logo in the top left", "the top left"),
+    ("put the heart sticker on the left", "the left"),
+    ("place my circle badge at 5,5,40,40", "5,5,40,40"),
+])
+def test_a_reference_named_with_a_word_the_model_draws_is_still_placed(text, where):
+    """The thing placed is a composition unless the model draws it from words alone: "star logo" is no star."""
+    assert composition_phrase(text, READER)[1] == where
+    target = find_target(canvas(), where, reader=READER)
+    assert target.kind in ("cell", "box")
 
 
 def test_the_named_object_is_found():
-    target = find_target(canvas(), "the blue square")
+    target = find_target(canvas(), "the blue square", reader=READER)
     assert target.kind == "object" and target.label.startswith("blue square")
     x0, y0, x1, y1 = object_box(BLUE_SQUARE, 256, 256)
     assert abs(target.box[0] - x0) <= 3 and abs(target.box[1] - y0) <= 3
     assert abs(target.box[2] - x1) <= 3 and abs(target.box[3] - y1) <= 3
-    assert find_target(canvas(), "the red circle").label.startswith("red circle")
+    assert find_target(canvas(), "the red circle", reader=READER).label.startswith("red circle")
 
 
 def test_a_position_word_names_a_cell_and_a_mask_or_box_wins():
@@ -107,7 +116,7 @@ def test_a_position_word_names_a_cell_and_a_mask_or_box_wins():
 @pytest.mark.parametrize("where", ["the green star", "the blue circle", "somewhere nice"])
 def test_a_target_that_is_not_there_is_a_400(where):
     with pytest.raises(InvalidRequest) as error:
-        find_target(canvas(), where)
+        find_target(canvas(), where, reader=READER)
     assert error.value.code == "target_not_found"
 
 
@@ -118,7 +127,7 @@ def test_the_reference_keeps_its_aspect_and_is_centred():
 
 def test_compose_pastes_the_reference_and_rings_the_seam_only():
     source = canvas()
-    made = compose(source, logo(), "put this logo on the blue square")
+    made = compose(source, logo(), "put this logo on the blue square", reader=READER)
     x0, y0, x1, y1 = made.placed
     ring = np.asarray(made.ring) > 0
     assert ring.any() and not ring[y0 + 2:y1 - 2, x0 + 2:x1 - 2].any()  # the reference's interior is kept
@@ -139,11 +148,12 @@ def test_compose_under_a_mask_changes_nothing_outside_it():
 
 
 def test_edit_region_covers_the_named_object_and_where_it_goes():
-    region = np.asarray(edit_region(canvas(), "move the blue square to the bottom left")) > 0
+    region = np.asarray(READER.edit_region(canvas(), "move the blue square to the bottom left")) > 0
     assert region[128, 128] and region[213, 43]  # where it is, where it goes
     assert not region[43, 213] and not region[10, 128]  # the red circle and the background stay
-    assert edit_region(canvas(), "make the background green") is None
-    assert edit_region(canvas(), "make the green star red") is None
+    assert READER.edit_region(canvas(), "make the background green") is None
+    assert READER.edit_region(canvas(), "make the green star red") is None
+    assert NO_UNDERSTANDING.edit_region(canvas(), "move the blue square to the bottom left") is None
 
 
 def test_blend_band_weights():

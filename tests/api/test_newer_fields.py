@@ -136,6 +136,22 @@ def test_gif_frames_show_the_described_motion_of_one_scene(client, server, http)
     assert result.usage.model_extra["compute"]["model_runs"] >= 2  # the first frame and the background plate(s)
 
 
+@pytest.mark.parametrize("count", [2, 4, 6])
+def test_a_gif_has_the_frames_asked_for_and_its_object_moves_in_each(client, count) -> None:
+    """Without a motion phrase the object bobs; no two neighbouring frames are the same (a GIF writer would merge
+    them: 6 frames asked came back as 4)."""
+    result = client.images.generate(prompt="a green heart on a white background", size="64x64", output_format="gif",
+                                    frame_count=count, extra_body={"seed": 2})
+    gif = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json)))
+    assert gif.n_frames == count
+    frames = []
+    for index in range(count):
+        gif.seek(index)
+        frames.append(np.asarray(gif.convert("RGB")).astype(int))
+    assert all((a != b).any() for a, b in zip(frames, frames[1:]))
+    assert result.data[0].model_extra["validation"]["frames"]["frames"] == count
+
+
 def test_gif_default_frame_count_and_refusals(client, server) -> None:
     result = client.images.generate(prompt="a green heart on a white background", size="64x64", output_format="gif",
                                     extra_body={"seed": 2})

@@ -12,6 +12,9 @@ import pytest
 from PIL import Image, ImageStat
 from tiny_pipelines import build_tiny
 
+from pictor.engine.embedded_scene import EmbeddedSceneReader
+from pictor.engine.scene import NO_UNDERSTANDING
+
 from .helpers import Server, alpha_mask, decode, png_bytes, run_cli, scene, start_server
 
 PROMPT = "a red cat on a blue background"
@@ -276,18 +279,19 @@ def test_validator_references_are_made_once_and_a_failing_scorer_is_reported(tmp
         "def broken():\n    raise RuntimeError('weights missing')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     image = Image.new("RGB", (8, 8))
-    first = validation.validator_for(False, "op_scorers_for_test:Good")
-    assert validation.validator_for(True, "op_scorers_for_test:Good") is first  # cached, and it wins over the judge
+    first = validation.validator_for(NO_UNDERSTANDING, "op_scorers_for_test:Good")
+    judge = EmbeddedSceneReader()
+    assert validation.validator_for(judge, "op_scorers_for_test:Good") is first  # cached, and it wins over the judge
     verdict = first.score(image, "x", "generate")
     assert (verdict.status, verdict.validator) == ("passed", "good") and validation.can_score(first, "x", "edit")
-    assert validation.validator_for(False, "op_scorers_for_test:factory").name == "good"
-    assert validation.validator_for(False, "op_scorers_for_test:ready").scorer is not None
-    raised = validation.validator_for(False, "op_scorers_for_test:Raises").score(image, "x", "generate")
+    assert validation.validator_for(NO_UNDERSTANDING, "op_scorers_for_test:factory").name == "good"
+    assert validation.validator_for(NO_UNDERSTANDING, "op_scorers_for_test:ready").scorer is not None
+    raised = validation.validator_for(NO_UNDERSTANDING, "op_scorers_for_test:Raises").score(image, "x", "generate")
     assert raised.status == "unavailable" and raised.reason == "the validator failed: OSError: no GPU"
-    wrong = validation.validator_for(False, "op_scorers_for_test:Wrong").score(image, "x", "generate")
+    wrong = validation.validator_for(NO_UNDERSTANDING, "op_scorers_for_test:Wrong").score(image, "x", "generate")
     assert wrong.status == "unavailable" and "returned float, not a Verdict" in wrong.reason
     with pytest.raises(validation.ValidatorLoadError, match="could not be made: weights missing") as failed:
-        validation.validator_for(False, "op_scorers_for_test:broken")
+        validation.validator_for(NO_UNDERSTANDING, "op_scorers_for_test:broken")
     assert failed.value.code == "validator_error"
-    assert isinstance(validation.validator_for(False), validation.UnavailableValidator)
-    assert isinstance(validation.validator_for(True), validation.EmbeddedJudgeValidator)
+    assert isinstance(validation.validator_for(NO_UNDERSTANDING), validation.UnavailableValidator)
+    assert validation.validator_for(judge) is judge  # a reader that scores is the model's validator

@@ -14,6 +14,7 @@ from contextlib import closing
 import numpy as np
 import pytest
 
+from pictor.engine.embedded_scene import EmbeddedSceneReader
 from pictor.service.errors import InvalidRequest
 from pictor.service.references import Context, GalleryImage, reads_as_instruction, resolve
 
@@ -84,7 +85,8 @@ def test_relative_references_need_a_current_image():
     ("make a picture of a red circle", False), ("create a blue square", False), ("", False),
 ])
 def test_what_reads_as_an_instruction(text, instruction):
-    assert reads_as_instruction(text) is instruction
+    assert reads_as_instruction(text, EmbeddedSceneReader()) is instruction
+    assert reads_as_instruction(text) is instruction  # the same for a model without a reader
 
 
 # ---- the API --------------------------------------------------------------------------------------------------

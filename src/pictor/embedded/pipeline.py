@@ -27,8 +27,8 @@ from pictor.embedded.data import TASK_IDS
 from pictor.embedded.grammar import parse_instruction, parse_prompt
 from pictor.embedded.layers import autoencoder_codes, scene_tokens
 from pictor.embedded.network import EmbeddedTextEncoder, EmbeddedTransformer
-from pictor.embedded.prompt_cache import PromptCache
 from pictor.embedded.tokenizer import WorldTokenizer
+from pictor.prompt_cache import PromptCache
 
 TOKENIZER_FILE = Path("tokenizer") / "tokenizer.json"
 StepCallback = Callable[[int, int, torch.Tensor | None], None]

@@ -21,12 +21,13 @@ import torch
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 
-from pictor.embedded.prompt_cache import PromptCache
 from pictor.engine.families import Family, detect_family, family, tasks_of
 from pictor.engine.loading import load_model_folder, load_single_file, pipeline_class_name, resolve_source
-from pictor.engine.models_file import ModelsFileError, ModelSpec, import_reference
+from pictor.engine.models_file import ModelsFileError, ModelSpec, import_reference, make_scene_reader
 from pictor.engine.previews import fit_latent_rgb, latents_to_previews
 from pictor.engine.protocol import Capabilities, EngineRequest, EngineResult, StepCallback, wants_previews
+from pictor.engine.scene import NO_UNDERSTANDING
+from pictor.prompt_cache import PromptCache
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ class DiffusersBackend:
                 import_reference(spec.validator)
             except ModelsFileError as error:
                 raise ModelsFileError(f"model {spec.name}: {error}") from error
+        try:  # made now, so a wrong reference stops the server at start
+            self.scene = make_scene_reader(spec.scene_reader) if spec.scene_reader else NO_UNDERSTANDING
+        except ModelsFileError as error:
+            raise ModelsFileError(f"model {spec.name}: {error}") from error
         source = resolve_source(spec.path, spec.relative_to)
         if source.is_file():
             if not spec.family:

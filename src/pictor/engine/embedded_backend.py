@@ -19,6 +19,7 @@ from pictor.embedded import WEIGHTS_DIR
 from pictor.embedded.judge import background_colours, detect
 from pictor.embedded.pipeline import Denoising, EmbeddedOutput, PictorEmbeddedPipeline, tensor_to_pil
 from pictor.embedded.world import CELL_NAMES
+from pictor.engine.embedded_scene import EmbeddedSceneReader
 from pictor.engine.loading import load_model_folder
 from pictor.engine.protocol import Capabilities, EngineRequest, EngineResult, StepCallback, wants_previews
 
@@ -71,7 +72,7 @@ class EmbeddedBackend:
         self.folder = Path(folder)
         self.pipe: PictorEmbeddedPipeline = load_model_folder(folder, device=device)
         self.weights_hash = weights_hash(folder)
-        self.prompt_cache = self.pipe.prompt_cache  # for /metrics (see embedded/prompt_cache)
+        self.prompt_cache = self.pipe.prompt_cache  # for /metrics (see pictor/prompt_cache)
         self.capabilities = Capabilities(
             tasks=frozenset({"generate", "edit", "inpaint", "variation"}),
             native_resolution=self.pipe.native_resolution,
@@ -80,8 +81,8 @@ class EmbeddedBackend:
             step_range=(1, 11),  # a round decides at least one of the 11 tokens
             previews=True,
             transparent_background=True,
-            world_scenes=True,
         )
+        self.scene = EmbeddedSceneReader()
 
     def run(self, requests: list[EngineRequest], on_step: StepCallback | None = None) -> list[EngineResult]:
         """Requests that share a batch key run as one pipeline call (one call each when batch_invariant)."""

@@ -14,6 +14,7 @@ compile = "auto"             # auto / off (torch.compile on CUDA only)
 edit_by_img2img = false      # true: an unmasked edit on a model without instruction editing runs img2img
 config = "/models/sd15"      # single-file checkpoints only: a diffusers folder with the configs
 validator = "mypkg.scoring:ClipScorer"  # optional: the output scorer of this model's images (see below)
+scene_reader = "mypkg.vision:Reader"    # optional: what the service understands of its images (see below)
 ```
 
 Paths (`path`, `config`): absolute paths are taken as given. A relative value that exists relative to the models
@@ -31,6 +32,11 @@ PYTHONPATH), where `attr` is a class or a zero-argument factory returning an obj
 The module and attribute are imported when the model is loaded (server start), so a wrong reference stops the
 server with an error naming it; the object is made once, on the first request that needs it. Models without a
 validator answer `validation.status = "unavailable"` with the reason, and complexity=high makes one image for them.
+
+`scene_reader`: an import reference to a subclass of `pictor.engine.scene.SceneReader` (or a zero-argument factory
+of one, or an instance), made when the model loads. It gives the service what it understands of this model's
+images: objects found for compositions by object, markup targets and GIF motion; instructions read for automatic
+edit masks; scoring and repairs for `complexity=high` (a `validator` still wins for scoring).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from pictor.engine.scene import SceneReader
 
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 COMPILE = ("auto", "off")
@@ -68,6 +76,7 @@ class ModelSpec:
     edit_by_img2img: bool = False
     config: str | None = None
     validator: str | None = None  # an import reference "package.module:attr" (see the module's docstring)
+    scene_reader: str | None = None  # an import reference to a SceneReader (see the module's docstring)
     # The models file's folder when `path` was kept as a hub id: where the local path was looked for first.
     relative_to: str | None = field(default=None, compare=False)
 
@@ -80,9 +89,11 @@ class ModelSpec:
             raise ModelsFileError(f"model {self.name}: compile {self.compile!r} is not one of {', '.join(COMPILE)}")
         if self.steps is not None and self.steps < 1:
             raise ModelsFileError(f"model {self.name}: steps must be at least 1")
-        if self.validator is not None and not (isinstance(self.validator, str) and REFERENCE.match(self.validator)):
-            raise ModelsFileError(f"model {self.name}: validator {self.validator!r} is not an import reference "
-                                  "like 'package.module:attr'")
+        for what in ("validator", "scene_reader"):
+            value = getattr(self, what)
+            if value is not None and not (isinstance(value, str) and REFERENCE.match(value)):
+                raise ModelsFileError(f"model {self.name}: {what} {value!r} is not an import reference "
+                                      "like 'package.module:attr'")
 
 
 def parse_model_arg(text: str) -> ModelSpec:
@@ -127,6 +138,21 @@ def import_reference(reference: str, what: str = "validator") -> object:
             raise ModelsFileError(f"{what} {reference!r}: module {module_name!r} has no attribute "
                                   f"{attribute!r}") from error
     return target
+
+
+def make_scene_reader(reference: str) -> SceneReader:
+    """The SceneReader an import reference names: a subclass or factory (called) or an instance (used)."""
+    target = import_reference(reference, "scene_reader")
+    try:
+        reader = target() if isinstance(target, type) or (callable(target) and not isinstance(target, SceneReader)) \
+            else target
+    except Exception as error:
+        raise ModelsFileError(f"scene_reader {reference!r} could not be made: {type(error).__name__}: {error}") \
+            from error
+    if not isinstance(reader, SceneReader):
+        raise ModelsFileError(f"scene_reader {reference!r} made a {type(reader).__name__}, not a "
+                              "pictor.engine.scene.SceneReader")
+    return reader
 
 
 def load_models_file(path: str | Path) -> list[ModelSpec]:

@@ -8,6 +8,8 @@ from typing import Protocol
 
 from PIL import Image
 
+from pictor.engine.scene import SceneReader
+
 # Tasks a backend may offer. `inpaint` is an edit inside a mask; `variation` remakes an image.
 TASKS = ("generate", "edit", "inpaint", "variation")
 
@@ -31,11 +33,9 @@ class Capabilities:
     step_range: tuple[int, int]
     previews: bool  # whether run() reports intermediate images
     transparent_background: bool  # whether it can return real alpha
-    # Its images are scenes of the embedded world, so the judge can find the object an instruction names
-    # (the service then confines an unmasked edit to it: see service/composition.edit_region).
-    world_scenes: bool = False
     # The operator's output scorer, an import reference "package.module:attr" (models file `validator`): the service
-    # scores this model's images with it (service/validation.validator_for). None: no scorer (or the judge above).
+    # scores this model's images with it (service/validation.validator_for). None: the scene reader's own scoring,
+    # if it has one.
     validator: str | None = None
 
 
@@ -71,6 +71,8 @@ class EngineResult:
 class Backend(Protocol):
     name: str
     capabilities: Capabilities
+    # What the backend understands of its images and texts (engine/scene.py); `scene.NO_UNDERSTANDING` if nothing.
+    scene: SceneReader
     weights_hash: str
     device: str  # "cpu", "cuda", "cuda:1": results are reproducible on the same device type
     batch_invariant: bool  # a seed gives the same image whatever shared its batch

@@ -1,15 +1,17 @@
 """GIF output: short animations of one scene whose frames stay consistent.
 
-How the frames are made (a backend whose images are scenes of the embedded world):
+How the frames are made (a backend whose scene reader finds objects):
 1. The first frame is the model's generation (or edit) for the prompt with its motion phrase taken out
    ("a red star moving right on a white background" -> the scene "a red star on a white background").
-2. The judge finds the moving object (the one the motion phrase follows, else the first), and the model inpaints
+2. The reader finds the moving object (the one the motion phrase follows, else the first), and the model inpaints
    its area with an empty prompt: the background plate, as the scene would be without it.
-3. Each frame is that plate with the model's own object (its pixels, matted against the judge's background model)
-   at the frame's position along the motion: one grid cell left/right/up/down over the animation, or, when the
-   prompt describes no motion, a gentle up-and-down bob that loops.
-No shape is drawn by Pictor: every pixel is the model's, from the first frame or the plate. The judge then reads
-every frame back; the same objects (shape and colour) must be found in each, else the output's validation says
+3. Each frame is that plate with the model's own object (its pixels, matted against the reader's background model,
+   or the colour around the object where the reader has none) at the frame's position along the motion: one grid
+   cell left/right/up/down over the animation, or, when the prompt describes no motion, a gentle bob that loops.
+   Every frame's position differs from the one before, so every frame asked for is a frame of the GIF (a GIF
+   writer merges equal neighbours).
+No shape is drawn by Pictor: every pixel is the model's, from the first frame or the plate. The reader then reads
+every frame back; the same objects (name and colour) must be found in each, else the output's validation says
 which frame lost or gained what.
 """
 
@@ -25,11 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from pictor.embedded.grammar import SceneSpec, parse_prompt
-from pictor.embedded.judge import DetectedObject, detect
+from pictor.engine.scene import FoundObject, ObjectQuery, SceneReader
 
 FRAME_COUNT_DEFAULT = 9
-FRAME_COUNT_RANGE = (2, 16)
 FRAME_DURATION_DEFAULT_MS = 200
 MAX_FRAME_DURATION_MS = 655_350  # what a GIF's 16-bit delay in hundredths of a second can hold
 MAX_GIF_SIDE = 1024  # Pictor's GIF size limit (16 full frames of 1024x1024 stay small in memory)
@@ -50,7 +50,7 @@ Inpaint = Callable[[Image.Image, Image.Image, str, int], Awaitable[Image.Image]]
 @dataclass
 class Motion:
     direction: str  # left / right / up / down, or "bob" when the prompt describes none
-    subject: tuple[str, str | None] | None  # (shape, colour) of the object the motion phrase follows
+    subject: ObjectQuery | None  # the object the motion phrase follows
     scene_prompt: str  # the prompt without its motion phrase: what the first frame shows
 
 
@@ -68,17 +68,14 @@ class Animation:
                 "problems": self.problems, "plate": self.plate}
 
 
-def motion_of(prompt: str) -> Motion:
+def motion_of(prompt: str, reader: SceneReader) -> Motion:
     """The motion a prompt describes, its subject, and the prompt without the motion phrase."""
     match = _MOTION.search(prompt)
     if match is None:
         return Motion("bob", None, prompt)
     direction = match["direction"].lower().removesuffix("wards")
-    before = parse_prompt(prompt[:match.start()]).spec
-    subject = None
-    if isinstance(before, SceneSpec) and before.objects:
-        last = before.objects[-1]
-        subject = (last.shape, last.colour)
+    named = reader.objects_named(prompt[:match.start()])
+    subject = named[-1] if named else None
     scene = (prompt[:match.start()] + prompt[match.end():]).strip()
     return Motion(direction, subject, re.sub(r"\s{2,}", " ", scene))
 
@@ -89,17 +86,15 @@ def frame_duration(ms: int | None) -> int:
     return max(10, min(MAX_FRAME_DURATION_MS, int(round(value / 10.0)) * 10))
 
 
-def _subject(objects: list[DetectedObject], wanted: tuple[str, str | None] | None) -> DetectedObject | None:
+def _subject(objects: list[FoundObject], wanted: ObjectQuery | None) -> FoundObject | None:
     if not objects:
         return None
     if wanted is not None:
-        shape, colour = wanted
-        for obj in objects:
-            if obj.shape == shape and colour in (None, obj.colour):
-                return obj
-        for obj in objects:
-            if obj.shape == shape or (colour is not None and obj.colour == colour):
-                return obj
+        for keys in (("name", "colour"), ("name",), ("colour",)):
+            if any(key in wanted.said() for key in keys):
+                found = next((obj for obj in objects if wanted.matches(obj, keys)), None)
+                if found is not None:
+                    return found
     return objects[0]
 
 
@@ -110,14 +105,18 @@ def _offsets(motion: Motion, count: int, box: tuple[int, int, int, int],
     width, height = size
     x0, y0, x1, y1 = box
     if motion.direction == "bob":
-        amplitude = height / 16
-        return [(0.0, -amplitude * math.sin(2 * math.pi * i / count)) for i in range(count)]
+        # A small loop, up and down with a little sway: no two neighbouring frames share a position (a pure
+        # up-and-down sine repeats one at its turning points).
+        amplitude = max(2.0, height / 16)
+        angles = [2 * math.pi * i / count for i in range(count)]
+        return [(amplitude / 4 * (math.cos(a) - 1), -amplitude * math.sin(a)) for a in angles]
     dx, dy = _DIRECTIONS[motion.direction]
     # One grid cell along the motion. An object already near the edge it moves towards starts further back, so the
     # path stays inside the image (a clipped object would read as another shape).
     ahead = {(1, 0): width - x1, (-1, 0): x0, (0, 1): height - y1, (0, -1): y0}[(dx, dy)] - 1
     behind = {(1, 0): x0, (-1, 0): width - x1, (0, 1): y0, (0, -1): height - y1}[(dx, dy)] - 1
-    distance = max(0.0, min((width if dx else height) / 3, ahead + behind))
+    # At least a pixel per frame, so that every frame differs from the one before.
+    distance = max(float(count - 1), min((width if dx else height) / 3, ahead + behind))
     start = -min(max(0.0, distance - max(0.0, ahead)), max(0.0, behind))
     steps = [start + distance * i / (count - 1) for i in range(count)]
     return [(dx * step, dy * step) for step in steps]
@@ -134,30 +133,44 @@ def _sprite(image: Image.Image, background: np.ndarray, region: np.ndarray) -> I
     return Image.fromarray(np.rint(np.concatenate([colour, alpha[..., None] * 255], axis=-1)).astype(np.uint8), "RGBA")
 
 
-def signature(image: Image.Image) -> Counter:
-    """What must stay the same in every frame: the objects' shapes and colours, as the judge reads them."""
-    return Counter((o.shape, o.colour) for o in detect(np.asarray(image.convert("RGB"))).objects)
+def signature(image: Image.Image, reader: SceneReader) -> Counter:
+    """What must stay the same in every frame: the objects' names and colours, as the reader reads them."""
+    return Counter(o.label for o in reader.read(image).objects)
 
 
-def consistency(frames: list[Image.Image]) -> list[str]:
+def consistency(frames: list[Image.Image], reader: SceneReader) -> list[str]:
     """Each frame whose objects differ from the first frame's, and how (empty: all consistent)."""
-    first = signature(frames[0])
+    first = signature(frames[0], reader)
     problems = []
     for index, frame in enumerate(frames[1:], start=1):
-        seen = signature(frame)
+        seen = signature(frame, reader)
         if seen != first:
-            lost = ", ".join(f"{c} {s}" for (s, c) in (first - seen).elements())
-            gained = ", ".join(f"{c} {s}" for (s, c) in (seen - first).elements())
+            lost = ", ".join((first - seen).elements())
+            gained = ", ".join((seen - first).elements())
             problems.append(f"frame {index}: " + "; ".join(p for p in (lost and f"lost {lost}",
                                                                       gained and f"gained {gained}") if p))
     return problems
 
 
-async def animate(first: Image.Image, motion: Motion, count: int, seed: int, inpaint: Inpaint) -> Animation:
+def surrounding_colour(image: Image.Image, box: tuple[int, int, int, int], pad: int) -> np.ndarray:
+    """(H, W, 3): the median colour of a band around `box`, everywhere: the background model of a reader that has
+    none of its own."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    height, width = rgb.shape[:2]
+    x0, y0, x1, y1 = box
+    outer = np.zeros((height, width), dtype=bool)
+    outer[max(0, y0 - 2 * pad):y1 + 2 * pad, max(0, x0 - 2 * pad):x1 + 2 * pad] = True
+    outer[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = False
+    band = rgb[outer] if outer.any() else rgb.reshape(-1, 3)
+    return np.broadcast_to(np.median(band, axis=0), rgb.shape).copy()
+
+
+async def animate(first: Image.Image, motion: Motion, count: int, seed: int, inpaint: Inpaint,
+                  reader: SceneReader) -> Animation:
     """`count` frames starting from `first` (the model's image of the scene), as the module describes."""
     rgb = first.convert("RGB")
-    detection = detect(np.asarray(rgb))
-    subject = _subject(detection.objects, motion.subject)
+    reading = reader.read(rgb)
+    subject = _subject(reading.objects, motion.subject)
     if subject is None:  # nothing to move: the scene stands still (and says so)
         return Animation([rgb] * count, motion, False, ["no object found to animate: the frames are the same"], 0,
                          "none")
@@ -166,9 +179,10 @@ async def animate(first: Image.Image, motion: Motion, count: int, seed: int, inp
     x0, y0, x1, y1 = subject.box
     region = np.zeros((height, width), dtype=np.float32)
     region[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = 1.0
-    sprite = _sprite(rgb, detection.background, region)
+    background = reading.background if reading.background is not None else surrounding_colour(rgb, subject.box, pad)
+    sprite = _sprite(rgb, background, region)
     hole = Image.fromarray((region * 255).astype(np.uint8), "L")
-    plate, source, calls = await _plate(rgb, hole, region, detection.background, seed, inpaint)
+    plate, source, calls = await _plate(rgb, hole, region, background, seed, inpaint, reader)
     premultiplied = sprite.convert("RGBa")
     frames = []
     for dx, dy in _offsets(motion, count, subject.box, (width, height)):
@@ -176,18 +190,18 @@ async def animate(first: Image.Image, motion: Motion, count: int, seed: int, inp
         layer = premultiplied.transform((width, height), Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy),
                                         Image.Resampling.BILINEAR).convert("RGBA")
         frames.append(Image.alpha_composite(plate.convert("RGBA"), layer).convert("RGB"))
-    problems = consistency(frames)
+    problems = consistency(frames, reader)
     return Animation(frames, motion, not problems, problems, calls, source)
 
 
 async def _plate(image: Image.Image, hole: Image.Image, region: np.ndarray, background: np.ndarray, seed: int,
-                 inpaint: Inpaint) -> tuple[Image.Image, str, int]:
+                 inpaint: Inpaint, reader: SceneReader) -> tuple[Image.Image, str, int]:
     """The scene without the moving object: the model's inpainting of its area with an empty prompt (which the
-    embedded model learnt as "background only"), checked by the judge; up to PLATE_ATTEMPTS seeds. If every attempt
-    leaves an object in the area, the judge's own fit of the model's background (a linear colour ramp) fills it."""
+    embedded model learnt as "background only"), checked by the reader; up to PLATE_ATTEMPTS seeds. If every attempt
+    leaves an object in the area, the background model fills it."""
     for attempt in range(PLATE_ATTEMPTS):
         plate = (await inpaint(image, hole, "", seed + attempt)).convert("RGB")
-        left = [o for o in detect(np.asarray(plate)).objects
+        left = [o for o in reader.read(plate).objects
                 if region[min(region.shape[0] - 1, int(o.centroid[1])), min(region.shape[1] - 1, int(o.centroid[0]))]]
         if not left:
             return plate, "model", attempt + 1

@@ -1,9 +1,9 @@
 """Composition from a reference image: "put this logo on the blue square", "place image 2 in the top left".
 
 The service, not the model, does the placing, so it works with every backend that can inpaint:
-1. the target region: an explicit mask (its bounding box), an explicit box ("at 10,10,60,60"), an object of the
-   embedded world named by its colour / shape / size words (found with the judge on the current image), or a cell
-   of the 3x3 grid named by a position word ("top left");
+1. the target region: an explicit mask (its bounding box), an explicit box ("at 10,10,60,60"), an object named by
+   its colour / name / size words (read and found by the model's scene reader, where it has one), or a cell of the
+   3x3 grid named by a position word ("top left");
 2. the reference, scaled to fit that region's box with its aspect kept, centred, pasted onto the current image
    (its own alpha respected);
 3. a thin ring across the pasted edge, handed to the model as the inpaint mask: the seams are remade by masked
@@ -12,8 +12,9 @@ The service, not the model, does the placing, so it works with every backend tha
 Backends with native multi-image conditioning (none yet) would get the reference itself instead: the hook is
 `ImageService._compose`, which could hand `plan.sources[1:]` straight to such a backend and skip the pasting.
 
-`edit_region` is the same machinery for plain instruction edits: a mask around the object an instruction names
-(and where it goes), so that an edit can be made under a hard mask and the rest of the image cannot drift.
+A text is a composition when it says "put / place ... on / in / at ..." and the thing placed is not something the
+model draws from words alone ("put a red star in the top left" is an ordinary edit on a model that draws stars;
+"put the star logo in the top left" places the reference).
 """
 
 from __future__ import annotations
@@ -25,11 +26,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from pictor.embedded.grammar import EditSpec, ObjectSpec, normalise, parse_instruction, size_after, tokens_of
-from pictor.embedded.judge import DetectedObject, detect
-from pictor.embedded.render import object_mask
-from pictor.embedded.world import CELL_NAMES, SceneObject
+from pictor.engine.scene import CELL_NAMES, NO_UNDERSTANDING, FoundObject, ObjectQuery, SceneReader
 from pictor.service.errors import InvalidRequest
+from pictor.service.positions import cell_named
 
 # "put / place / paste ... on / in / at ...": the thing placed comes before the preposition, the target after.
 _COMPOSE = re.compile(r"^\W*(?:(?:please|now|then|and|ok|okay)\s+)*(?P<verb>put|place|paste|insert|overlay|stick|"
@@ -60,29 +59,27 @@ class Composition:
         return {"target": self.target.to_dict(), "placed_box": list(self.placed)}
 
 
-def composition_phrase(text: str) -> tuple[str, str] | None:
+def composition_phrase(text: str, reader: SceneReader = NO_UNDERSTANDING) -> tuple[str, str] | None:
     """(what is placed, where) when the text asks to place an image, else None.
 
-    A thing placed that the embedded world can draw ("put a red star in the top left", "place the circle on the
-    right") is an ordinary edit, not a composition.
+    A thing placed that the model draws from words alone ("put a red star in the top left", "place the circle on
+    the right", on the embedded model) is an ordinary edit, not a composition.
     """
     match = _COMPOSE.match(text.strip())
-    if match is None:
-        return None
-    if any(kind == "shape" for kind, _, _ in tokens_of(normalise(match["what"]))):
+    if match is None or reader.draws(match["what"]):
         return None
     return match["what"], match["where"]
 
 
-def wants_composition(text: str) -> bool:
-    return composition_phrase(text) is not None
+def wants_composition(text: str, reader: SceneReader = NO_UNDERSTANDING) -> bool:
+    return composition_phrase(text, reader) is not None
 
 
-def target_start(text: str) -> int | None:
+def target_start(text: str, reader: SceneReader = NO_UNDERSTANDING) -> int | None:
     """Where the target part ("the blue square", "image 1") of a composition text starts, or None."""
     stripped = text.lstrip()
     match = _COMPOSE.match(stripped)
-    if match is None or composition_phrase(text) is None:
+    if match is None or composition_phrase(text, reader) is None:
         return None
     return match.start("where") + len(text) - len(stripped)
 
@@ -95,21 +92,17 @@ def _cell_box(cell: tuple[int, int], width: int, height: int, margin: float = CE
     return round(x0 + mx), round(y0 + my), round(x1 - mx), round(y1 - my)
 
 
-def _words(where: str) -> dict:
-    said: dict = {}
-    for kind, value, _ in tokens_of(normalise(where)):
-        if kind == "shape":
-            said.setdefault("shape", value[0])
-        elif kind in ("colour", "size", "cell"):
-            said.setdefault(kind, value)
-    return said
+def _named_object(where: str, reader: SceneReader) -> ObjectQuery | None:
+    """The object the target phrase names (by name or colour), with a position said after it; None if none."""
+    named = [query for query in reader.objects_named(where) if query.name or query.colour]
+    if not named:
+        return None
+    query = named[0]
+    return query if query.cell is not None else ObjectQuery(query.name, query.colour, query.size, cell_named(where))
 
 
-def _matching(objects: list[DetectedObject], said: dict) -> list[DetectedObject]:
-    return [o for o in objects if all(getattr(o, key) == value for key, value in said.items())]
-
-
-def find_target(image: Image.Image, where: str, mask: Image.Image | None = None) -> Target:
+def find_target(image: Image.Image, where: str, mask: Image.Image | None = None,
+                reader: SceneReader = NO_UNDERSTANDING) -> Target:
     """The region a reference goes into (see the module's docstring for the order of the rules)."""
     width, height = image.size
     if mask is not None:
@@ -122,20 +115,19 @@ def find_target(image: Image.Image, where: str, mask: Image.Image | None = None)
         y0, y1 = sorted((max(0, min(height, y0)), max(0, min(height, y1))))
         if x1 - x0 >= 2 and y1 - y0 >= 2:
             return Target("box", (x0, y0, x1, y1), f"box {x0},{y0},{x1},{y1}")
-    said = _words(where)
-    if "shape" in said or "colour" in said:
-        objects = detect(np.asarray(image.convert("RGB"))).objects
-        found = _matching(objects, said)
+    query = _named_object(where, reader)
+    if query is not None:
+        objects = reader.read(image).objects
+        found = [o for o in objects if query.matches(o)]
         if not found:
-            named = " ".join(str(said[k]) if k != "cell" else CELL_NAMES[said[k]]
-                             for k in ("size", "colour", "shape", "cell") if k in said)
-            raise InvalidRequest(f"There is no {named} in the image to place the reference on "
-                                 f"(found: {', '.join(f'{o.colour} {o.shape}' for o in objects) or 'no objects'}).",
+            raise InvalidRequest(f"There is no {query.describe()} in the image to place the reference on "
+                                 f"(found: {', '.join(o.label for o in objects) or 'no objects'}).",
                                  "prompt", "target_not_found")
-        best = max(found, key=lambda o: (o.confidence, o.area))
-        return Target("object", best.box, f"{best.colour} {best.shape} ({best.size}, {CELL_NAMES[best.cell]})")
-    if "cell" in said:
-        return Target("cell", _cell_box(said["cell"], width, height), CELL_NAMES[said["cell"]])
+        best: FoundObject = max(found, key=lambda o: (o.confidence, o.area))
+        return Target("object", best.box, f"{best.label} ({best.size}, {CELL_NAMES[best.cell]})")
+    cell = cell_named(where)
+    if cell is not None:
+        return Target("cell", _cell_box(cell, width, height), CELL_NAMES[cell])
     raise InvalidRequest("Say where to place the reference: an object ('on the blue square'), a position "
                          "('in the top left'), a box ('at 10,10,60,60') or a mask.", "prompt", "target_not_found")
 
@@ -194,70 +186,15 @@ def seam_ring(size: tuple[int, int], placed: tuple[int, int, int, int], width: i
     return Image.fromarray((ring * 255).astype(np.uint8), "L")
 
 
-def compose(image: Image.Image, reference: Image.Image, text: str, mask: Image.Image | None = None) -> Composition:
+def compose(image: Image.Image, reference: Image.Image, text: str, mask: Image.Image | None = None,
+            reader: SceneReader = NO_UNDERSTANDING) -> Composition:
     """Paste `reference` where `text` (or `mask`) says, and the seam ring for the model to blend."""
-    phrase = composition_phrase(text)
+    phrase = composition_phrase(text, reader)
     where = phrase[1] if phrase else text
-    target = find_target(image, where, mask)
+    target = find_target(image, where, mask, reader)
     canvas, placed = place(image, reference, target.box, mask)
     ring = seam_ring(image.size, placed, ring_width(image.size), mask)
     if ring.getbbox() is None:
         raise InvalidRequest("The target region is too small to place the reference in.", "prompt",
                              "target_not_found")
     return Composition(canvas, ring, target, placed)
-
-
-# ---- automatic masks for instruction edits -----------------------------------------------------------------
-
-
-def _find(objects: list[DetectedObject], spec: ObjectSpec) -> DetectedObject | None:
-    """The object a phrase names: every attribute said, else fewer (the shape, then the colour, alone last)."""
-    said = {key: value for key, value in (("shape", spec.shape), ("colour", spec.colour), ("size", spec.size),
-                                          ("cell", spec.cell)) if value is not None}
-    for keys in (tuple(said), ("shape", "cell"), ("shape", "colour"), ("shape",), ("colour", "cell"), ("colour",)):
-        if not any(key in said for key in keys):
-            continue
-        found = _matching(objects, {k: said[k] for k in keys if k in said})
-        if found:
-            return max(found, key=lambda o: (o.confidence, o.area))
-    return None
-
-
-def edit_region(image: Image.Image, instruction: str, pad: int | None = None) -> Image.Image | None:
-    """L mask, white over what an instruction touches: its object where it is now, and where it will be.
-
-    The object is found with the judge (the phrase's attributes, relaxed to its shape or colour if nothing matches
-    all: a model's earlier edit may have drawn it a little off);
-    its outline, new place and size follow the world's own renderer (shapes centred in the cells of a 3x3 grid),
-    grown by `pad` pixels (default: 1 per 96 of the short side) for anti-aliasing and blur. None when the
-    instruction is not understood, names no object that is found, changes the background, or adds an object
-    with no place said (then the whole image may change).
-    """
-    spec = parse_instruction(instruction).spec
-    if not isinstance(spec, EditSpec) or spec.kind == "background":
-        return None
-    width, height = image.size
-    pad = max(1, round(min(width, height) / 96)) if pad is None else pad
-    objects: list[SceneObject] = []
-    if spec.target is not None:
-        found = _find(detect(np.asarray(image.convert("RGB"))).objects, spec.target)
-        if found is None:
-            return None
-        objects.append(SceneObject(found.shape, found.colour, found.size, found.cell))
-        if spec.kind == "move" and spec.cell is not None:
-            objects.append(SceneObject(found.shape, found.colour, found.size, spec.cell))
-        elif spec.kind == "resize":
-            new_size = spec.size or size_after(found.size, spec.direction or "bigger")
-            objects.append(SceneObject(found.shape, found.colour, new_size, found.cell))
-    if spec.kind == "add":
-        new = spec.new_object
-        if new is None or new.cell is None:
-            return None
-        objects.append(SceneObject(new.shape, new.colour or "gray", new.size or "large", new.cell))
-    if not objects:
-        return None
-    covered = np.zeros((height, width), dtype=bool)
-    for obj in objects:
-        covered |= object_mask(obj, width, height) > 0
-    covered = ndimage.binary_dilation(covered, iterations=pad)
-    return Image.fromarray((covered * 255).astype(np.uint8), "L")

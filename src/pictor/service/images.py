@@ -23,6 +23,7 @@ from pictor.core import Artifact, Decision, ImageJob, JobKind, new_image_id, sha
 from pictor.engine.placement import current_cpu_threads
 from pictor.engine.protocol import Capabilities, EngineRequest, EngineResult
 from pictor.engine.registry import ModelNotFound, ModelRegistry
+from pictor.engine.scene import NO_UNDERSTANDING, SceneReader, reader_of
 from pictor.governance import watermark
 from pictor.governance.badge import BadgeSettings, apply_badge
 from pictor.governance.provenance import Parent
@@ -103,6 +104,7 @@ class Plan:
     markup_guide: markup.MarkupGuide | None = None
     motion: animation.Motion | None = None  # GIF output
     reservation: tuple[str, int, int] | None = None  # what admit() counted against the daily quotas
+    reader: SceneReader = NO_UNDERSTANDING  # the model's scene reader (engine/scene)
     times: StepTimes = field(default_factory=StepTimes)  # the request's steps so far (Server-Timing)
 
     @property
@@ -231,22 +233,22 @@ class ImageService:
                 decisions += await asyncio.to_thread(self._check_images, job, sources, level, "input", principal)
         placed = None
         backend = self.registry.worker(model).backend
+        reader = reader_of(backend)
         auto_mask = False
         guide = None
         if job.markup is not None:
             # The overlay's strokes (and the objects under them) are the editable area: a masked edit from here on.
-            guide = await asyncio.to_thread(markup.guide, job.markup, sources[0], job.prompt,
-                                            backend.capabilities.world_scenes)
+            guide = await asyncio.to_thread(markup.guide, job.markup, sources[0], job.prompt, reader)
             mask, (width, height) = guide.mask, sources[0].size
             _check_bounds(width, height, f"The image is {width}x{height}, and the result is made at its size", "image",
                           "invalid_image_dimensions")
-        elif job.kind == JobKind.EDIT and len(sources) >= 2 and composition.wants_composition(job.prompt):
-            sources, mask, placed = await asyncio.to_thread(self._compose, job, sources, mask)
+        elif job.kind == JobKind.EDIT and len(sources) >= 2 and composition.wants_composition(job.prompt, reader):
+            sources, mask, placed = await asyncio.to_thread(self._compose, job, sources, mask, reader)
         elif (job.kind == JobKind.EDIT and mask is None and len(sources) == 1 and self.auto_edit_mask
-              and backend.capabilities.world_scenes and sources[0].size == (width, height)):
+              and sources[0].size == (width, height)):
             # "Make the circle green" changes the circle: everything else stays the input's own pixels, so
-            # edit after edit does not drift. When the object is not found, the edit is the plain one.
-            mask = await asyncio.to_thread(composition.edit_region, sources[0], job.prompt)
+            # edit after edit does not drift. When the reader cannot tell the area, the edit is the plain one.
+            mask = await asyncio.to_thread(reader.edit_region, sources[0], job.prompt)
             auto_mask = mask is not None
         if mask is not None and self.mask_blend_px:
             mask = blend_band(mask, self.mask_blend_px)
@@ -265,43 +267,44 @@ class ImageService:
         plan = Plan(job, model, task, width, height, sources, mask, model_steps(job.quality, backend.capabilities),
                     "transparent" if transparent else "opaque", level, decisions, placed, auto_mask,
                     BadgeSettings.from_settings(settings))
-        plan.times = times
-        self._newer_fields(plan, backend.capabilities, guide)
+        plan.times, plan.reader = times, reader
+        self._plan_output(plan, backend.capabilities, guide)
         return plan
 
     @staticmethod
-    def _newer_fields(plan: Plan, capabilities: Capabilities, guide: markup.MarkupGuide | None) -> None:
+    def _plan_output(plan: Plan, capabilities: Capabilities, guide: markup.MarkupGuide | None) -> None:
         """Candidates and validator (complexity), the markup's prompt, and GIF motion, on a checked plan."""
-        job, world_scenes = plan.job, capabilities.world_scenes
-        plan.validator = validation.validator_for(world_scenes, capabilities.validator)
+        job, reader = plan.job, plan.reader
+        plan.validator = validation.validator_for(reader, capabilities.validator)
         if job.complexity == "low" and job.candidates is None:  # no planning, no checking: the image as made
             plan.validator = validation.SkippedValidator()
         if guide is not None:
             plan.markup_guide, plan.engine_prompt = guide, guide.prompt
         if job.output_format == "gif":
-            if not world_scenes:
-                raise InvalidRequest(f"The model '{plan.model}' cannot make GIF output: its frames are made with the "
-                                     "judge of the embedded world.", "output_format", "unsupported_output_format")
+            if type(reader).read is SceneReader.read:
+                raise InvalidRequest(f"The model '{plan.model}' cannot make GIF output: its frames move an object "
+                                     "that the model's scene reader finds, and it has none.", "output_format",
+                                     "unsupported_output_format")
             if max(plan.width, plan.height) > animation.MAX_GIF_SIDE:
                 raise InvalidRequest(f"GIF output is limited to {animation.MAX_GIF_SIDE} pixels a side.", "size",
                                      "invalid_size")
-            plan.motion = animation.motion_of(plan.engine_prompt or job.prompt)
+            plan.motion = animation.motion_of(plan.engine_prompt or job.prompt, reader)
             plan.engine_prompt = plan.motion.scene_prompt
         scorable = validation.can_score(plan.validator, plan.engine_prompt or job.prompt, plan.task)
-        repairable = isinstance(plan.validator, validation.EmbeddedJudgeValidator)
+        repairable = plan.validator is reader and reader.repairs
         plan.search = validation.search_for(job.complexity, job.candidates, plan.steps, capabilities.step_range,
                                             scorable, repairable)
         plan.candidates = plan.search.candidates
 
     @staticmethod
-    def _compose(job: ImageJob, sources: list[Image.Image],
-                 mask: Image.Image | None) -> tuple[list[Image.Image], Image.Image, dict]:
+    def _compose(job: ImageJob, sources: list[Image.Image], mask: Image.Image | None,
+                 reader: SceneReader) -> tuple[list[Image.Image], Image.Image, dict]:
         """Paste the reference (the second image) where the prompt or mask says; the seams become the mask.
 
         Hook for backends with native multi-image conditioning (none yet): such a backend would get the
         reference in `sources[1:]` untouched and the target box, instead of the pasted canvas and the ring.
         """
-        placed = composition.compose(sources[0], sources[1], job.prompt, mask)
+        placed = composition.compose(sources[0], sources[1], job.prompt, mask, reader)
         canvas = placed.canvas
         canvas.format = sources[0].format  # stands for the input (its lineage record keeps the input's own bytes)
         return [canvas, *sources[1:]], placed.ring, placed.to_dict()
@@ -488,7 +491,7 @@ class ImageService:
                 continue
             order = sorted(range(len(made[i])), key=lambda k: (-(made[i][k].verdict.score or 0.0), k))
             for k in order:
-                fix = await asyncio.to_thread(validation.repair_for, made[i][k].result.image, prompt)
+                fix = await asyncio.to_thread(plan.reader.propose_repair, made[i][k].result.image, prompt)
                 if fix is not None:
                     pending[i] = (k, fix)
                     break
@@ -533,7 +536,7 @@ class ImageService:
             return made.image
 
         for result, extra in zip(results, extras):
-            made = await animation.animate(result.image, plan.motion, count, result.seed, inpaint)
+            made = await animation.animate(result.image, plan.motion, count, result.seed, inpaint, plan.reader)
             runs += made.model_calls
             extra["frames"] = made.frames
             verdict = extra["validation"]
@@ -655,10 +658,18 @@ class ImageService:
         raise ModerationBlocked(decision, self.governance.policy_version)
 
     def _model(self, job: ImageJob) -> str:
+        return self.model_name(job.model)
+
+    def model_name(self, model: str | None) -> str:
+        """The served model a request's `model` names (the default for None); UnknownModel otherwise."""
         try:
-            return self.registry.resolve(job.model)
+            return self.registry.resolve(model)
         except ModelNotFound as error:
             raise UnknownModel(error.name) from None
+
+    def scene_reader(self, model: str | None) -> SceneReader:
+        """The scene reader of the model a request names (engine/scene): how its texts and images are read."""
+        return reader_of(self.registry.worker(self.model_name(model)).backend)
 
     def _inputs(self, job: ImageJob) -> tuple[int, int, list[Image.Image], Image.Image | None]:
         width, height = resolve_size(job.size)
@@ -736,6 +747,8 @@ class ImageService:
             params["composition"] = {**plan.composition, "reference_image_id": parent_ids[1]}
         if plan.auto_mask:
             params["auto_mask"] = True
+        if job.kind == JobKind.EDIT:  # the settings that shaped the edit's mask, so that replay can use them
+            params.update(mask_blend_px=self.mask_blend_px, auto_edit_mask=self.auto_edit_mask)
         backend = self.registry.worker(model).backend
         badge = plan.badge
         produced = []

@@ -3,12 +3,13 @@
 `markup` is a transparent PNG the size of the (first) image; its opaque pixels are the strokes (scribbles, circles,
 arrows). It becomes a masked edit, the same path as an uploaded `mask` (the pixels outside stay the input's own):
 
-- where: the strokes, with what they enclose filled, grown a little; on a backend whose images are scenes of the
-  embedded world, also every object the judge finds under or inside the strokes (its whole box, so a scribble across
-  a star changes the star, not just the scribbled pixels);
-- what: the instruction, read by the world's grammar; a stroke colour that is one of the world's named colours is
-  the new colour when the instruction says none ("make this" drawn in green). For other backends the instruction
-  goes to the model as is, with "in <colour>" added when the strokes give one.
+- where: the strokes, with what they enclose filled, grown a little; where the model's scene reader finds objects,
+  also every object under or inside the strokes (its whole box, so a scribble across a star changes the star, not
+  just the scribbled pixels);
+- what: the reader's inpainting prompt for the area (the embedded model's grammar reads the instruction; a stroke
+  colour that is one of the model's named colours is the new colour when the instruction says none: "make this"
+  drawn in green). Where the reader has none, the instruction goes to the model as is, with "in <colour>" added
+  when the strokes give one.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from pictor.embedded.grammar import EditSpec, ObjectSpec, SceneSpec, parse_instruction, parse_prompt
-from pictor.embedded.judge import DetectedObject, detect
-from pictor.embedded.world import CELL_NAMES, COLOURS
+from pictor.engine.scene import FoundObject, SceneReader
 from pictor.service.errors import InvalidRequest
 from pictor.service.inputs import open_image
 
 STROKE_ALPHA = 128  # a markup pixel at least this opaque is part of a stroke
-COLOUR_MATCH = 60.0  # RGB distance within which a stroke colour is named after the world's palette
-_NAMES = tuple(COLOURS)
-_VALUES = np.array([COLOURS[c] for c in _NAMES], dtype=np.float32)
+COLOUR_MATCH = 60.0  # RGB distance within which a stroke colour is named after the palette
+# Colour names for models whose reader has no palette of its own: the basic names, at common values.
+BASIC_PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30), "orange": (245, 140, 20), "yellow": (245, 215, 30), "green": (40, 170, 60),
+    "blue": (35, 90, 225), "purple": (130, 55, 190), "pink": (245, 125, 190), "brown": (130, 75, 35),
+    "white": (246, 246, 246), "black": (20, 20, 20), "gray": (128, 128, 128),
+}
 
 
 @dataclass
@@ -67,19 +70,17 @@ def strokes(data: bytes, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]
     return marked, rgba[..., :3][marked].astype(np.float32)
 
 
-def stroke_colour(pixels: np.ndarray) -> str | None:
-    """The world's colour name nearest the strokes' median colour, when it is near enough to be meant."""
-    median = np.median(pixels, axis=0)
-    distances = np.linalg.norm(_VALUES - median, axis=1)
+def stroke_colour(pixels: np.ndarray, palette: dict[str, tuple[int, int, int]] | None = None) -> str | None:
+    """The palette's colour name nearest the strokes' median colour, when it is near enough to be meant."""
+    palette = palette or BASIC_PALETTE
+    names = tuple(palette)
+    values = np.array([palette[name] for name in names], dtype=np.float32)
+    distances = np.linalg.norm(values - np.median(pixels, axis=0), axis=1)
     best = int(np.argmin(distances))
-    return _NAMES[best] if distances[best] <= COLOUR_MATCH else None
+    return names[best] if distances[best] <= COLOUR_MATCH else None
 
 
-def _phrase(shape: str, colour: str | None, size: str | None = None) -> str:
-    return "a " + " ".join(w for w in (size, colour, shape) if w)
-
-
-def _touched(objects: list[DetectedObject], area: np.ndarray) -> list[DetectedObject]:
+def _touched(objects: list[FoundObject], area: np.ndarray) -> list[FoundObject]:
     """Objects whose box the marked area reaches into, or whose centre it encloses."""
     touched = []
     for obj in objects:
@@ -90,44 +91,19 @@ def _touched(objects: list[DetectedObject], area: np.ndarray) -> list[DetectedOb
     return touched
 
 
-def _world_prompt(instruction: str, colour: str | None, touched: list[DetectedObject]) -> str:
-    """The inpainting prompt for the marked area: the object there, changed as the instruction (or colour) says."""
-    target = touched[0] if touched else None
-    edit = parse_instruction(instruction).spec
-    if isinstance(edit, EditSpec):
-        if edit.kind == "remove":
-            return ""  # the model fills the area with background
-        if edit.kind == "add" and edit.new_object is not None:
-            new = edit.new_object
-            return _phrase(new.shape, new.colour or colour, new.size)
-        if edit.kind == "recolour" and target is not None:
-            return _phrase(target.shape, edit.colour or colour, target.size)
-        if edit.kind == "resize" and target is not None:
-            return _phrase(target.shape, target.colour, edit.size)
-    described = parse_prompt(instruction).spec
-    if isinstance(described, SceneSpec) and described.objects:
-        spec: ObjectSpec = described.objects[0]
-        return _phrase(spec.shape, spec.colour or colour or (target.colour if target else None), spec.size)
-    if target is not None:  # "change this" drawn in a colour: the object under the strokes, in that colour
-        return _phrase(target.shape, colour or target.colour, target.size)
-    return instruction
-
-
-def guide(data: bytes, image: Image.Image, instruction: str, world_scenes: bool) -> MarkupGuide:
+def guide(data: bytes, image: Image.Image, instruction: str, reader: SceneReader) -> MarkupGuide:
     """The masked edit a markup overlay and its instruction ask for."""
     marked, pixels = strokes(data, image.size)
-    colour = stroke_colour(pixels)
+    colour = stroke_colour(pixels, reader.palette)
     pad = max(1, round(min(image.size) / 64))
     area = ndimage.binary_fill_holes(ndimage.binary_dilation(marked, iterations=pad))
-    targets: list[str] = []
-    if world_scenes:
-        touched = _touched(detect(np.asarray(image.convert("RGB"))).objects, area)
-        for obj in touched:
-            x0, y0, x1, y1 = obj.box
-            area[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = True
-            targets.append(f"{_phrase(obj.shape, obj.colour, obj.size)} in the {CELL_NAMES[obj.cell]}")
-        prompt = _world_prompt(instruction, colour, touched)
-    else:
+    touched = _touched(reader.read(image).objects, area)
+    for obj in touched:
+        x0, y0, x1, y1 = obj.box
+        area[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = True
+    targets = [obj.describe() for obj in touched]
+    prompt = reader.region_prompt(instruction, colour, touched)
+    if prompt is None:
         prompt = instruction if colour is None or colour in instruction.lower() else f"{instruction}, in {colour}"
     mask = Image.fromarray((area * 255).astype(np.uint8), "L")
     return MarkupGuide(mask, prompt, colour, targets)

@@ -8,8 +8,9 @@ The rules, tried in this order (a phrase already claimed by an earlier rule is n
 3. name: "the logo" (also "my / our / that logo") where "logo" is a name given to an uploaded image;
 4. caption: "the star one", "the red heart image" (1-3 words before one / image / picture / version): the newest
    session image whose caption (the prompt that made it, or the text that came with an upload) has every word;
-5. upload caption: "the logo" where "logo" is no word of the embedded world (so never "the circle", which means
-   an object in the current image): the newest uploaded image whose caption mentions it.
+5. upload caption: "the logo" where "logo" names no object the model's scene reader knows (so never "the circle"
+   on the embedded model, which means an object in the current image): the newest uploaded image whose caption
+   mentions it.
 Phrases of rules 1, 2 and 4 only say which image: they are taken out of the prompt the model sees, with a lead-in
 such as "go back to" ("make the first one blue" becomes "make it blue"). Names (3, 5) stay: they are what the
 instruction talks about.
@@ -20,8 +21,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pictor.embedded.grammar import VERB_WORDS, VOCABULARY, normalise, parse_instruction
+from pictor.engine.scene import NO_UNDERSTANDING, SceneReader
 from pictor.service.errors import InvalidRequest
+from pictor.service.positions import cell_named, words_of
 
 ORDINALS = {word: n for n, words in enumerate((
     ("first", "1st"), ("second", "2nd"), ("third", "3rd"), ("fourth", "4th"), ("fifth", "5th"), ("sixth", "6th"),
@@ -47,12 +49,17 @@ _CONNECTIVES = r"and|then|now|so|ok|okay|please|also|but"
 _LEADING_JUNK = re.compile(rf"^(?:[\s,;:.!-]+|(?:{_CONNECTIVES})\b)+", re.I)
 _TRAILING_JUNK = re.compile(rf"(?:[\s,;:-]+|\b(?:{_CONNECTIVES}))+$", re.I)
 _CLAUSE_START = re.compile(rf"(?:^|[,;:.!]|\b(?:{_CONNECTIVES}))\s*$", re.I)
-_STOP_WORDS = frozenset("the a an of in on to and with this that one image picture".split())
-# Verbs that start an instruction beyond the embedded world's own edit verbs.
-EXTRA_VERBS = frozenset("replace swap rotate flip mirror crop edit fix give recolor".split())
+_STOP_WORDS = frozenset("the a an of in on to and with this that one image picture background backdrop scene colour "
+                        "color size it".split())
+# Verbs that start an instruction ("make it blue", "remove the cat"), whatever the model.
+EDIT_VERBS = frozenset("make turn change paint colour color recolour recolor move put place shift slide add insert "
+                       "draw remove delete erase get take enlarge shrink scale resize set replace swap rotate flip "
+                       "mirror crop edit fix give".split())
 # Text that asks for a new picture, whatever follows.
 _NEW_PICTURE = re.compile(r"^(?:create|generate|new|start\s+over|show\s+me)\b", re.I)
 _INDEFINITE = frozenset({"a", "an", "one", "some", "another"})
+# Verbs that, before "a / an / some", describe a new picture ("make a picture of a cat", "draw a dog").
+_DEPICTING_VERBS = frozenset("make draw paint give render".split())
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,7 @@ def _singular(word: str) -> str:
 
 
 def _mentions(caption: str, words: list[str]) -> bool:
-    said = {_singular(word) for word in normalise(caption)}
+    said = {_singular(word) for word in words_of(caption)}
     return all(_singular(word) in said for word in words)
 
 
@@ -117,7 +124,7 @@ def _not_found(phrase: str, why: str) -> InvalidRequest:
     return InvalidRequest(f"'{phrase}' refers to no image of this session: {why}.", "text", "reference_not_found")
 
 
-def resolve(text: str, context: Context) -> Resolution:
+def resolve(text: str, context: Context, reader: SceneReader = NO_UNDERSTANDING) -> Resolution:
     """The images the text points at (in the order it says them) and the prompt without pointing phrases.
 
     An impossible position ("image 9" in a session of three) is a 400, not a guess; words that might be a
@@ -153,7 +160,7 @@ def resolve(text: str, context: Context) -> Resolution:
             if free(match.start(), match.end()):
                 claim(match, "name", image.image_id, keep=True)
     for match in _CAPTION.finditer(text):
-        words = normalise(match["words"])
+        words = words_of(match["words"])
         if not free(match.start(), match.end()) or not words or _STOP_WORDS & set(words):
             continue
         image = next((i for i in reversed(context.images) if _mentions(i.caption, words)), None)
@@ -162,8 +169,10 @@ def resolve(text: str, context: Context) -> Resolution:
     uploads = [image for image in context.images if image.number is None]
     for match in _BARE.finditer(text):
         word = match["word"].lower()
-        if not free(match.start(), match.end()) or word in VOCABULARY or word in _STOP_WORDS or word in ORDINALS:
+        if not free(match.start(), match.end()) or word in _STOP_WORDS or word in ORDINALS:
             continue
+        if cell_named(word) is not None or reader.objects_named(match[0]):
+            continue  # "the left", "the circle": a place or an object in the current image, not an upload
         image = next((i for i in reversed(uploads) if _mentions(i.caption, [word])), None)
         if image is not None:
             claim(match, "upload_caption", image.image_id, keep=True)
@@ -189,19 +198,20 @@ def _prompt_without(text: str, removed: list[Reference]) -> str:
     return _TRAILING_JUNK.sub("", _LEADING_JUNK.sub("", prompt)).strip()
 
 
-def reads_as_instruction(text: str) -> bool:
+def reads_as_instruction(text: str, reader: SceneReader = NO_UNDERSTANDING) -> bool:
     """True when the text asks to change an image rather than describe a new one.
 
-    The embedded world's parser decides first ("make the circle green", "add a star"); otherwise a text that starts
-    with an edit verb not followed by "a / an / some" ("make it blue", "turn everything red") is an instruction,
-    while "make a picture of a cat" or "create ..." describes a new picture.
+    The model's scene reader decides first where it understands the text ("make the circle green", "add a star" on
+    the embedded model); otherwise a text that starts with an edit verb not followed by "a / an / some" ("make it
+    blue", "turn everything red", "add a hat") is an instruction, while "make a picture of a cat", "draw a dog" or
+    "create ..." describes a new picture.
     """
-    words = normalise(text)
+    words = words_of(text)
     while words and words[0] in _CONNECTIVES.split("|"):
         words = words[1:]
     if not words or _NEW_PICTURE.match(" ".join(words)):
         return False
-    if parse_instruction(" ".join(words)).spec is not None:
+    if reader.reads_as_instruction(" ".join(words)):
         return True
-    verbs = {verb.split()[0] for verb in VERB_WORDS} | EXTRA_VERBS
-    return words[0] in verbs and (len(words) < 2 or words[1] not in _INDEFINITE)
+    depicts = words[0] in _DEPICTING_VERBS and len(words) >= 2 and words[1] in _INDEFINITE
+    return words[0] in EDIT_VERBS and not depicts

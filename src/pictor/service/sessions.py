@@ -27,6 +27,7 @@ from pictor.core import (
     sha256_hex,
 )
 from pictor.engine.registry import ModelNotFound
+from pictor.engine.scene import SceneReader
 from pictor.service.composition import target_start, wants_composition
 from pictor.service.errors import InvalidRequest, NotFoundError, UnknownModel
 from pictor.service.images import ImageService, ImagesResult, PartialImage, Plan, ProducedImage, resolve_size
@@ -202,8 +203,9 @@ class SessionService:
         by_id = {turn.id: turn for turn in turns}
         base = self._base_turn(session, by_id, request.parent_turn)
         uploads = [self._upload(principal, given, index) for index, given in enumerate(request.images)]
-        resolution = resolve(request.text, self._context(turns, by_id, base, uploads, request.text))
-        action, prompt, inputs, parent_id = self._decide(request, resolution, uploads, base, turns)
+        reader = self.images.scene_reader(request.model or session.options.get("model"))
+        resolution = resolve(request.text, self._context(turns, by_id, base, uploads, request.text), reader)
+        action, prompt, inputs, parent_id = self._decide(request, resolution, uploads, base, turns, reader)
         job = self._job(principal, session, request, action, prompt, [self._bytes(principal, i, uploads)
                                                                       for i in inputs])
         plan = await self.images.prepare(job, principal)
@@ -256,7 +258,8 @@ class SessionService:
         return by_id.get(session.tip_turn_id) if session.tip_turn_id else None
 
     def _decide(self, request: TurnRequest, resolution: Resolution, uploads: list[_Upload],
-                base: TurnRecord | None, turns: list[TurnRecord]) -> tuple[str, str, list[str], str | None]:
+                base: TurnRecord | None, turns: list[TurnRecord],
+                reader: SceneReader) -> tuple[str, str, list[str], str | None]:
         """(action, prompt, input image ids with the source first, parent turn) for a turn.
 
         The source is the image the text names first, else the first unnamed image given with the turn, else the
@@ -264,14 +267,14 @@ class SessionService:
         """
         source = resolution.source
         unnamed = [upload.placeholder for upload in uploads if upload.name is None]
-        composed = self._composition(request, resolution, unnamed, base)
+        composed = self._composition(request, resolution, unnamed, base, reader)
         if composed is not None:
             return composed
         candidates = [source.image_id if source else None, *unnamed[:1], base.image_id if base else None]
         source_id = next((image_id for image_id in candidates if image_id), None)
         # Markup marks an image to change: the turn is an edit whatever its words.
         action = self._action(request, resolution.prompt, source_id,
-                              explicit=source is not None or request.markup is not None)
+                              explicit=source is not None or request.markup is not None, reader=reader)
         inputs: list[str] = []
         if action == "edit":
             if source is not None and not resolution.prompt:
@@ -289,8 +292,8 @@ class SessionService:
         return action, resolution.prompt or request.text.strip(), inputs, parent_id
 
     @staticmethod
-    def _composition(request: TurnRequest, resolution: Resolution, unnamed: list[str],
-                     base: TurnRecord | None) -> tuple[str, str, list[str], str | None] | None:
+    def _composition(request: TurnRequest, resolution: Resolution, unnamed: list[str], base: TurnRecord | None,
+                     reader: SceneReader) -> tuple[str, str, list[str], str | None] | None:
         """A composition turn ("put this logo on the blue square", "place image 2 in the top left"), or None.
 
         The image the text names (or the turn's unnamed upload) is the reference, placed onto the current image
@@ -300,11 +303,11 @@ class SessionService:
         prompt = resolution.prompt or request.text.strip()
         if request.action == "generate":
             return None
-        if not wants_composition(prompt):
-            if not wants_composition(request.text):
+        if not wants_composition(prompt, reader):
+            if not wants_composition(request.text, reader):
                 return None
             prompt = request.text.strip()  # "put the logo on image 1": the target phrase named the image
-        where = target_start(request.text)
+        where = target_start(request.text, reader)
         onto = [ref.image_id for ref in resolution.references if where is not None and ref.start >= where]
         named = [ref.image_id for ref in resolution.references if ref.image_id not in onto]
         canvas = next(iter(onto), None) or (base.image_id if base is not None else next(iter(unnamed), None))
@@ -339,7 +342,8 @@ class SessionService:
         return Context(tuple(gallery), base.image_id if base else None, parent.image_id if parent else None)
 
     @staticmethod
-    def _action(request: TurnRequest, prompt: str, source_id: str | None, explicit: bool) -> str:
+    def _action(request: TurnRequest, prompt: str, source_id: str | None, explicit: bool,
+                reader: SceneReader) -> str:
         """generate / edit: as asked, or (auto) edit when the text names an image or reads as an instruction."""
         if request.action == "generate":
             return "generate"
@@ -348,7 +352,7 @@ class SessionService:
                 raise InvalidRequest("There is no image to edit: this session has none yet and the turn brings none.",
                                      "action", "no_image_to_edit")
             return "generate"
-        if request.action == "edit" or explicit or reads_as_instruction(prompt):
+        if request.action == "edit" or explicit or reads_as_instruction(prompt, reader):
             return "edit"
         return "generate"
 

@@ -1,11 +1,12 @@
 """Output validation: score each candidate image against its request before it is returned.
 
-A `Validator` reads an image back and says how much of the prompt it shows. For the embedded model the world's
-judge does it (`EmbeddedJudgeValidator`: shapes, colours, counts, cells, relations, background, read from the
-pixels by the classical detector that also scores the benchmark); for operators' models no scorer ships
-(`UnavailableValidator`), and the answer says so explicitly instead of pretending a pass. Operators plug in their own
-(e.g. a VQA model) by meeting the protocol and naming it in the models file (`validator = "package.module:attr"`,
-see `load_validator`). complexity=low skips the check (`SkippedValidator`, status `skipped`): the image as made.
+A `Validator` reads an image back and says how much of the prompt it shows. A model's scene reader is its validator
+when it scores images (the embedded model's: shapes, colours, counts, cells, relations, background, read from the
+pixels by the classical detector that also scores the benchmark, see engine/embedded_scene.py); for operators'
+models without one the answer says so explicitly (`UnavailableValidator`) instead of pretending a pass. Operators
+plug in a scorer of their own (e.g. a VQA model) by meeting the protocol and naming it in the models file
+(`validator = "package.module:attr"`, see `load_validator`), or a whole scene reader (`scene_reader`).
+complexity=low skips the check (`SkippedValidator`, status `skipped`): the image as made.
 
 With several candidates (complexity=high, or Pictor's `candidates`), `choose` keeps the best: highest score, then
 the judge's confidence, then the earliest seed (so the choice is deterministic).
@@ -30,50 +31,24 @@ How the candidates are made is a `Search`:
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-import numpy as np
 from PIL import Image
 
-from pictor.embedded.grammar import ObjectSpec, SceneSpec, parse_prompt
-from pictor.embedded.judge import DetectedObject, background_colours, detect
-from pictor.embedded.world import CELL_NAMES
+from pictor.engine.scene import NO_UNDERSTANDING, Repair, SceneReader, Status, Verdict
 from pictor.service.errors import ModelFailure
 
-log = logging.getLogger(__name__)
+__all__ = ["Repair", "Status", "Verdict"]  # operators' scorers import Verdict from here (engine/models_file.py)
 
-Status = Literal["passed", "failed", "unavailable", "skipped"]
+log = logging.getLogger(__name__)
 # Pictor's `candidates` (best of k at the tier's steps) is at most MAX_CANDIDATES; complexity=high is the budgeted
 # search (see `Search`); low and medium make one image.
 MAX_CANDIDATES = 8
 HIGH_BUDGET = 3  # complexity=high spends at most this many times one image at the tier's steps
 HIGH_CANDIDATE_FRACTION = 1 / 3  # of the tier's steps, per search candidate (and per repair)
 HIGH_REPAIRS = 3  # of the budget's runs, this many are kept for repairs (used only when no candidate passed)
-REPAIR_PAD = 2  # pixels (at 64 px, scaled with the image) around a wrong object's box that its repair repaints
-
-
-@dataclass
-class Verdict:
-    """What a validator made of one image: `score` in [0, 1] (share of the prompt's requirements met)."""
-
-    status: Status
-    score: float | None = None
-    unmet: list[str] = field(default_factory=list)
-    confidence: float = 0.0  # the scorer's own certainty, for tie-breaks between candidates
-    reason: str | None = None  # why a scorer is unavailable
-    validator: str | None = None
-
-    def to_dict(self, candidates: int = 1, chosen: int = 0) -> dict:
-        """The documented extension field `validation` of a returned image (and of its audit entry)."""
-        body: dict = {"status": self.status, "score": None if self.score is None else round(self.score, 4),
-                      "unmet": list(self.unmet), "candidates": candidates, "chosen": chosen,
-                      "validator": self.validator}
-        if self.reason:
-            body["reason"] = self.reason
-        return body
 
 
 class Validator(Protocol):
@@ -115,105 +90,6 @@ class UnavailableValidator:
         return Verdict("unavailable", reason=self.reason, validator=self.name)
 
 
-def _phrase(spec: ObjectSpec) -> str:
-    words = [w for w in (spec.size, spec.colour, spec.shape) if w]
-    text = "a " + " ".join(words)
-    return text + (f" in the {CELL_NAMES[spec.cell]}" if spec.cell is not None else "")
-
-
-def _points(spec: ObjectSpec, found: DetectedObject | None) -> tuple[int, int, list[str]]:
-    """(attributes met, attributes asked, what is wrong) for one asked object against one detected object."""
-    asked = [("shape", spec.shape), ("colour", spec.colour), ("size", spec.size), ("cell", spec.cell)]
-    asked = [(name, value) for name, value in asked if value is not None]
-    if found is None:
-        return 0, len(asked), [f"{_phrase(spec)}: not found"]
-    wrong = []
-    for name, value in asked:
-        got = getattr(found, name)
-        if got != value:
-            shown = CELL_NAMES[got] if name == "cell" else got
-            wanted = CELL_NAMES[value] if name == "cell" else value
-            wrong.append(f"{_phrase(spec)}: {name} is {shown}, not {wanted}")
-    return len(asked) - len(wrong), len(asked), wrong
-
-
-def _relation_holds(a: DetectedObject, relation: str, b: DetectedObject) -> bool:
-    (ax, ay), (bx, by) = a.centroid, b.centroid
-    return {"left of": ax < bx, "right of": ax > bx, "above": ay < by, "below": ay > by}[relation]
-
-
-def score_scene(spec: SceneSpec, objects: list[DetectedObject], background: tuple[str, ...] | None) -> Verdict:
-    """The judge's reading against a parsed prompt: each asked object (best assignment), the count, the relation
-    and the background are requirements; the score is the share met, `passed` only when all are."""
-    best: tuple[int, list[str], list[DetectedObject | None]] | None = None
-    total = sum(1 + sum(v is not None for v in (o.colour, o.size, o.cell)) for o in spec.objects)
-    slots: list[DetectedObject | None] = list(objects) + [None] * len(spec.objects)
-    for chosen in itertools.permutations(range(len(slots)), len(spec.objects)):
-        picked = [slots[i] for i in chosen]
-        met, wrong = 0, []
-        for asked, found in zip(spec.objects, picked):
-            got, _, problems = _points(asked, found)
-            met += got
-            wrong += problems
-        if best is None or met > best[0]:
-            best = (met, wrong, picked)
-        if met == total:
-            break
-    met, unmet, picked = best if best is not None else (0, [], [])
-    total_req = total
-    if spec.objects:
-        total_req += 1
-        if len(objects) == len(spec.objects):
-            met += 1
-        else:
-            unmet.append(f"{len(spec.objects)} object(s) asked for, {len(objects)} found")
-    if spec.relation is not None:
-        total_req += 1
-        a, b = picked[spec.relation.subject], picked[spec.relation.reference]
-        if a is not None and b is not None and _relation_holds(a, spec.relation.relation, b):
-            met += 1
-        else:
-            unmet.append(f"{_phrase(spec.objects[spec.relation.subject])} is not {spec.relation.relation} "
-                         f"{_phrase(spec.objects[spec.relation.reference])}")
-    if spec.background is not None:
-        total_req += 1
-        if background == spec.background.colours:
-            met += 1
-        else:
-            unmet.append(f"background is {' to '.join(background or ('unknown',))}, not "
-                         f"{' to '.join(spec.background.colours)}")
-    score = met / total_req if total_req else 1.0
-    return Verdict("passed" if not unmet else "failed", score, unmet)
-
-
-class EmbeddedJudgeValidator:
-    """The embedded world's judge as a validator: generation prompts are parsed by the world's grammar and the image
-    is read back by the classical detector; both are deterministic and need no weights."""
-
-    name = "embedded-judge"
-
-    def can_score(self, prompt: str, task: str) -> bool:
-        """Generation (and variation) prompts that name something the judge can check; `score` says why not."""
-        if task not in ("generate", "variation"):
-            return False
-        understood = parse_prompt(prompt).spec
-        return isinstance(understood, SceneSpec) and bool(understood.objects or understood.background)
-
-    def score(self, image: Image.Image, prompt: str, task: str) -> Verdict:
-        if task not in ("generate", "variation"):
-            return Verdict("unavailable", reason="edit instructions are not scored (only generation prompts)",
-                           validator=self.name)
-        understood = parse_prompt(prompt).spec
-        if not isinstance(understood, SceneSpec) or not (understood.objects or understood.background):
-            return Verdict("unavailable", reason="the prompt names nothing the judge can check", validator=self.name)
-        detection = detect(np.asarray(image.convert("RGB")))
-        background = background_colours(detection) if understood.background is not None else None
-        verdict = score_scene(understood, detection.objects, background)
-        verdict.validator = self.name
-        verdict.confidence = float(np.mean([o.confidence for o in detection.objects])) if detection.objects else 0.0
-        return verdict
-
-
 def choose(verdicts: list[Verdict]) -> int:
     """Index of the best candidate: highest score, then confidence, then the earliest (deterministic)."""
     def rank(index: int) -> tuple[float, float, int]:
@@ -252,9 +128,8 @@ class Search:
 def search_for(complexity: str | None, explicit: int | None, steps: int, step_range: tuple[int, int] = (1, 1000),
                can_score: bool = True, can_repair: bool = True) -> Search:
     """The search for a request: Pictor's `candidates` (best of k at the tier's steps) if given; complexity=high's
-    budgeted search when the validator can score the request (with repairs only where `repair_for` can read the
-    image, i.e. the embedded judge's world: otherwise the whole budget goes to candidates); otherwise one image at
-    the tier's steps."""
+    budgeted search when the validator can score the request (with repairs only where the model's reader proposes
+    them: otherwise the whole budget goes to candidates); otherwise one image at the tier's steps."""
     if explicit is not None:
         k = candidates_for(explicit)
         return Search(k, steps, steps, k * steps)
@@ -268,52 +143,6 @@ def search_for(complexity: str | None, explicit: int | None, steps: int, step_ra
     runs = max(1, budget // cheap)
     repairs = min(HIGH_REPAIRS, runs - 1) if can_repair else 0
     return Search(runs - repairs, cheap, steps, budget, early_stop=True, repairs=repairs, repair_steps=cheap)
-
-
-@dataclass(frozen=True)
-class Repair:
-    """A masked repaint that would fix a candidate: one object found with a wrong attribute, the rest right."""
-
-    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) repainted, exclusive, REPAIR_PAD around the object's box
-    prompt: str  # the object asked for ("a large red star"): what the inpainting is prompted with
-    wrong: str  # what the judge found wrong with it
-
-    def mask(self, size: tuple[int, int]) -> Image.Image:
-        """The editable area (L, 255 inside the box) for an image of `size`."""
-        area = np.zeros((size[1], size[0]), dtype=np.uint8)
-        x0, y0, x1, y1 = self.box
-        area[y0:y1, x0:x1] = 255
-        return Image.fromarray(area, "L")
-
-    def to_dict(self) -> dict:
-        return {"box": list(self.box), "prompt": self.prompt, "wrong": self.wrong}
-
-
-def repair_for(image: Image.Image, prompt: str) -> Repair | None:
-    """The repair the embedded judge would try on `image` (a generation of `prompt`), or None: only when exactly the
-    objects asked for are there and, in their best assignment, exactly one of them has a wrong attribute.
-    Deterministic (the judge's reading of the pixels), so replay derives the same repair from the same candidate."""
-    spec = parse_prompt(prompt).spec
-    if not isinstance(spec, SceneSpec) or not spec.objects:
-        return None
-    found = detect(np.asarray(image.convert("RGB"))).objects
-    if len(found) != len(spec.objects):
-        return None
-    best: list[tuple[ObjectSpec, DetectedObject, list[str]]] | None = None
-    for chosen in itertools.permutations(range(len(found)), len(spec.objects)):
-        wrong = [(asked, found[i], _points(asked, found[i])[2]) for asked, i in zip(spec.objects, chosen)]
-        wrong = [item for item in wrong if item[2]]
-        if best is None or len(wrong) < len(best):
-            best = wrong
-    if best is None or len(best) != 1:
-        return None
-    asked, obj, problems = best[0]
-    x0, y0, x1, y1 = obj.box
-    width, height = image.size
-    pad = max(REPAIR_PAD, round(REPAIR_PAD * min(width, height) / 64))  # the model works at 64 px
-    box = (max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad))
-    words = [w for w in (asked.size or obj.size, asked.colour or obj.colour, asked.shape) if w]
-    return Repair(box, "a " + " ".join(words), "; ".join(problems))
 
 
 def can_score(validator: Validator, prompt: str, task: str) -> bool:
@@ -376,9 +205,14 @@ def load_validator(reference: str) -> OperatorValidator:
     return OperatorValidator(scorer, reference)
 
 
-def validator_for(world_scenes: bool, reference: str | None = None) -> Validator:
-    """The operator's validator where the model names one (`reference`, see `load_validator`); else the judge for
-    backends whose images are world scenes; otherwise the explicit unavailable state."""
+def scores(reader: SceneReader) -> bool:
+    """Whether a scene reader scores images (it overrides the contract's `score`)."""
+    return type(reader).score is not SceneReader.score
+
+
+def validator_for(reader: SceneReader = NO_UNDERSTANDING, reference: str | None = None) -> Validator:
+    """The operator's validator where the model names one (`reference`, see `load_validator`); else the model's scene
+    reader where it scores images; otherwise the explicit unavailable state."""
     if reference:
         return load_validator(reference)
-    return EmbeddedJudgeValidator() if world_scenes else UnavailableValidator()
+    return reader if scores(reader) else UnavailableValidator()
