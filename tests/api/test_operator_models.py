@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +49,62 @@ class RednessScorer:
 """
 
 
+# An operator's own scene reader, as an operator would write it for their model: it finds solid boxes that stand out
+# from the image's corner colour and names them "box" with the nearest basic colour name.
+BOX_READER = """
+import re
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from pictor.engine.scene import FoundObject, ObjectQuery, SceneReader, SceneReading, grid_cell
+
+COLOURS = {"red": (220, 30, 30), "blue": (35, 90, 225), "green": (40, 170, 60), "white": (246, 246, 246)}
+PHRASE = re.compile(r"\\b(?:(red|blue|green)\\s+)?box\\b")
+
+
+class BoxReader(SceneReader):
+    name = "box-reader"
+    palette = COLOURS
+
+    def read(self, image):
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+        background = rgb[0, 0]
+        labels, count = ndimage.label(np.linalg.norm(rgb - background, axis=-1) > 40)
+        objects = []
+        for index, found in enumerate(ndimage.find_objects(labels), start=1):
+            ys, xs = found
+            box = (xs.start, ys.start, xs.stop, ys.stop)
+            mean = rgb[labels == index].mean(axis=0)
+            colour = min(COLOURS, key=lambda name: float(np.linalg.norm(np.array(COLOURS[name]) - mean)))
+            centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+            objects.append(FoundObject("box", box, centre, grid_cell(centre, image.size), colour,
+                                       area=int((labels == index).sum())))
+        return SceneReading(objects, np.broadcast_to(background, rgb.shape).copy())
+
+    def objects_named(self, text):
+        return [ObjectQuery("box", match[1]) for match in PHRASE.finditer(text.lower())]
+
+    def edit_region(self, image, instruction):
+        named = self.objects_named(instruction)
+        found = [o for o in self.read(image).objects if named and named[0].matches(o)]
+        if not found:
+            return None
+        x0, y0, x1, y1 = found[0].box
+        area = Image.new("L", image.size, 0)
+        area.paste(255, (max(0, x0 - 1), max(0, y0 - 1), x1 + 1, y1 + 1))
+        return area
+"""
+
+
+def boxes_picture(boxes: dict[tuple[int, int, int, int], tuple[int, int, int]], side: int = 64) -> Image.Image:
+    picture = Image.new("RGB", (side, side), (246, 246, 246))
+    for box, colour in boxes.items():
+        picture.paste(colour, box)
+    return picture
+
+
 def redness(image: Image.Image) -> float:
     """What REDNESS_SCORER computes, for checking its verdicts on the returned images."""
     red, green, blue = ImageStat.Stat(image.convert("RGB")).mean
@@ -67,13 +125,15 @@ def models_server(tmp_path_factory) -> Iterator[Server]:
         build_tiny(name, root / "weights" / folder)
     (root / "scorers").mkdir()
     (root / "scorers" / "redness_scorer.py").write_text(REDNESS_SCORER)
+    (root / "scorers" / "box_reader.py").write_text(BOX_READER)
     (root / "models.toml").write_text(
         '[[model]]\nname = "tiny-turbo"\npath = "weights/sd"\nfamily = "sd-turbo"\n\n'
         '[[model]]\nname = "tiny-flux"\npath = "weights/flux"\n\n'
         '[[model]]\nname = "tiny-xl"\npath = "weights/sdxl"\n\n'
         '[[model]]\nname = "tiny-inpaint"\npath = "weights/sd-inpaint"\n\n'
         '[[model]]\nname = "tiny-kontext"\npath = "weights/kontext"\n\n'
-        '[[model]]\nname = "tiny-scored"\npath = "weights/sd"\nvalidator = "redness_scorer:RednessScorer"\n')
+        '[[model]]\nname = "tiny-scored"\npath = "weights/sd"\nvalidator = "redness_scorer:RednessScorer"\n\n'
+        '[[model]]\nname = "tiny-reading"\npath = "weights/sd"\nscene_reader = "box_reader:BoxReader"\n')
     running = start_server(root, with_pythonpath(root / "scorers"),
                            extra_args=("--model", f"tiny-sd={sd}", "--model", f"tiny-ip2p={ip2p}",
                                        "--models", str(root / "models.toml")))
@@ -295,3 +355,77 @@ def test_validator_references_are_made_once_and_a_failing_scorer_is_reported(tmp
     assert failed.value.code == "validator_error"
     assert isinstance(validation.validator_for(NO_UNDERSTANDING), validation.UnavailableValidator)
     assert validation.validator_for(judge) is judge  # a reader that scores is the model's validator
+
+
+# ---- an operator's scene reader (engine/scene.py), plugged in through the models file -------------------------------
+
+RED_BOX, BLUE_BOX = (36, 8, 60, 30), (4, 40, 20, 60)
+
+
+def test_an_operators_scene_reader_places_a_reference_on_the_object_it_finds(models_server, sdk):
+    picture = boxes_picture({RED_BOX: (220, 30, 30), BLUE_BOX: (35, 90, 225)})
+    reference = Image.new("RGB", (20, 10), (250, 214, 40))
+    result = sdk.images.edit(model="tiny-reading", image=[png_bytes(picture), png_bytes(reference)],
+                             prompt="put the logo on the red box", quality="low", extra_body={"seed": 3})
+    entry = models_server.audit_entry(result.data[0].model_extra["id"])
+    composition = entry["parameters"]["composition"]
+    assert composition["target"]["kind"] == "object" and composition["target"]["label"].startswith("red box")
+    assert tuple(composition["target"]["box"]) == RED_BOX
+    x0, y0, x1, y1 = composition["placed_box"]
+    assert RED_BOX[0] <= x0 and RED_BOX[1] <= y0 and x1 <= RED_BOX[2] and y1 <= RED_BOX[3]
+    made = np.asarray(decode(result.data[0].b64_json).convert("RGB"), dtype=np.int16)
+    centre = made[(y0 + y1) // 2, (x0 + x1) // 2]
+    assert np.abs(centre - (250, 214, 40)).max() <= 3  # the reference itself, not the model's noise
+    missing = sdk.images.edit  # a box the reader does not find is a 400 naming what it found
+    with pytest.raises(openai.BadRequestError) as refused:
+        missing(model="tiny-reading", image=[png_bytes(picture), png_bytes(reference)],
+                prompt="put the logo on the green box", quality="low")
+    assert refused.value.body["code"] == "target_not_found" and "red box" in refused.value.body["message"]
+
+
+def test_without_a_reader_a_reference_still_goes_to_a_cell(models_server, sdk):
+    """'the star logo' names no object a model without a reader draws: the text is a composition, by cell."""
+    picture = boxes_picture({RED_BOX: (220, 30, 30)})
+    reference = Image.new("RGB", (10, 10), (250, 214, 40))
+    result = sdk.images.edit(model="tiny-sd", image=[png_bytes(picture), png_bytes(reference)],
+                             prompt="put the star logo in the bottom right", quality="low", extra_body={"seed": 1})
+    composition = models_server.audit_entry(result.data[0].model_extra["id"])["parameters"]["composition"]
+    assert composition["target"]["kind"] == "cell" and composition["target"]["label"] == "bottom right"
+    assert min(composition["placed_box"]) >= 64 * 2 // 3 - 1
+
+
+def test_an_operators_reader_confines_an_unmasked_edit_to_the_object_it_names(sdk):
+    """SD cannot edit by instruction; with a reader that finds "the red box", the edit is an inpainting of that
+    box, and every pixel outside it is the input's own."""
+    picture = boxes_picture({RED_BOX: (220, 30, 30), BLUE_BOX: (35, 90, 225)})
+    result = sdk.images.edit(model="tiny-reading", image=png_bytes(picture), prompt="make the red box green",
+                             quality="low", extra_body={"seed": 5})
+    made = np.asarray(decode(result.data[0].b64_json).convert("RGB"))
+    outside = np.ones((64, 64), bool)
+    outside[RED_BOX[1] - 1:RED_BOX[3] + 1, RED_BOX[0] - 1:RED_BOX[2] + 1] = False
+    assert (made[outside] == np.asarray(picture)[outside]).all()
+    assert (made[~outside] != np.asarray(picture)[~outside]).any()
+    with pytest.raises(openai.BadRequestError) as refused:  # the same model without the reader cannot do it
+        sdk.images.edit(model="tiny-sd", image=png_bytes(picture), prompt="make the red box green", quality="low")
+    assert refused.value.body["code"] == "unsupported_task"
+
+
+def test_an_operators_reader_makes_gif_output_possible(sdk):
+    picture_prompt = "a red box moving right"
+    result = sdk.images.generate(model="tiny-reading", prompt=picture_prompt, size="64x64", quality="low",
+                                 output_format="gif", frame_count=3, extra_body={"seed": 2})
+    gif = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json)))
+    assert gif.format == "GIF"
+    assert result.data[0].model_extra["validation"]["frames"]["motion"] == "right"
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.images.generate(model="tiny-sd", prompt=picture_prompt, size="64x64", output_format="gif")
+    assert refused.value.body["param"] == "output_format"
+
+
+def test_a_scene_reader_that_is_not_one_stops_the_server_at_start(tmp_path):
+    from pictor.engine.models_file import ModelsFileError, make_scene_reader
+
+    with pytest.raises(ModelsFileError, match="not a pictor.engine.scene.SceneReader"):
+        make_scene_reader("fractions:Fraction")
+    with pytest.raises(ModelsFileError, match="cannot import module"):
+        make_scene_reader("no_such_module_here:Reader")
