@@ -4,7 +4,10 @@ The entry holds everything but the prompt (kept, salted-hashed, beside it), the 
 addressed blobs: images, mask, markup overlay) and the model's weights hash, including the steps and seed of the
 candidate that was returned and, for a complexity=high repair, the repair's seed and steps (its box and prompt are
 derived again from the remade candidate, and must match); replay refuses with a reason rather than guess when
-one of them is gone or different.
+one of them is gone or different. The server settings that shaped the pixels are recorded too (the CPU threads,
+the device, batch invariance and, for an edit, the mask's blend band and automatic mask): `recorded_settings`
+gives them to whoever builds the replaying service, and a report that differs names each one that differs, or
+that its entry does not record.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pictor.core import ImageJob, JobKind
 from pictor.engine.placement import current_cpu_threads
 from pictor.governance.audit import salted_hash
-from pictor.service import validation
 from pictor.service.governance import pixels_hash
 from pictor.service.images import ImageService, engine_request, keep_outside_mask, repair_request
-from pictor.storage import NotFound
+from pictor.storage import Database, NotFound
 
 
 @dataclass
@@ -38,12 +41,39 @@ class ReplayReport:
                 *([f"  expected {self.expected}", f"  actual   {self.actual}"] if self.actual else [])]
 
 
+def _final_entry(database: Database, index: int) -> dict[str, Any] | None:
+    rows = database.audit_entries(index, index + 1) if index >= 0 else []
+    return json.loads(rows[0].entry) if rows and rows[0].entry is not None else None
+
+
+def recorded_settings(database: Database, index: int) -> dict[str, Any]:
+    """The server settings that shaped the image of audit entry `index`, as Settings fields, where its entry
+    records them ({} for an entry that is not an image's): build the replaying service with them.
+
+    The device only when it was the CPU, which every machine has; a GPU's image on a machine without one is
+    replayed on what there is, and the report says so.
+    """
+    entry = _final_entry(database, index)
+    if entry is None or entry.get("event") != "image":
+        return {}
+    found = _edit_settings(entry.get("parameters") or {})
+    if entry.get("cpu_threads"):
+        found["torch_threads"] = entry["cpu_threads"]
+    if "batch_invariant" in entry:
+        found["batch_invariant"] = entry["batch_invariant"]
+    if entry.get("device") == "cpu":
+        found["device"] = "cpu"
+    return found
+
+
 def replay(service: ImageService, index: int) -> ReplayReport:
-    """Remake the image of audit entry `index` with the same model, inputs, parameters and seed."""
-    rows = service.database.audit_entries(index, index + 1) if index >= 0 else []
-    if not rows or rows[0].entry is None:
+    """Remake the image of audit entry `index` with the same model, inputs, parameters and seed.
+
+    `service` should be built with the entry's `recorded_settings`; where it is not, a differing result names them.
+    """
+    entry = _final_entry(service.database, index)
+    if entry is None:
         return ReplayReport(index, False, [f"there is no final audit entry {index}"])
-    entry = json.loads(rows[0].entry)
     if entry.get("event") != "image":
         return ReplayReport(index, False, [f"entry {index} records a '{entry.get('event')}' event, not an image"])
     report = ReplayReport(index, False, artifact_id=entry["artifact_id"], expected=entry.get("pixels_hash"))
@@ -90,7 +120,7 @@ def replay(service: ImageService, index: int) -> ReplayReport:
     image = worker.submit(request).result().image
     repair = (entry.get("validation") or {}).get("repair")
     if repair:  # a complexity=high repair: the candidate's one wrong object repainted (service/validation)
-        fix = validation.repair_for(image, plan.engine_prompt if plan.engine_prompt is not None else prompt)
+        fix = plan.reader.propose_repair(image, plan.engine_prompt if plan.engine_prompt is not None else prompt)
         if fix is None or fix.to_dict() != {key: repair[key] for key in ("box", "prompt", "wrong")}:
             report.reasons.append("the remade candidate does not call for the recorded repair")
             return report
@@ -109,4 +139,39 @@ def replay(service: ImageService, index: int) -> ReplayReport:
         if not entry.get("batch_invariant", True):
             report.reasons.append("the server batched requests (batch_invariant off), so the result depended on "
                                   "what shared its batch")
+        report.reasons += _edit_settings_differences(service, params, plan.mask is not None)
     return report
+
+
+def _edit_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """An edit's mask settings from its entry's parameters, where recorded."""
+    found = {name: params[name] for name in ("mask_blend_px", "auto_edit_mask") if name in params}
+    if params.get("auto_mask"):  # an automatic mask was made, so the setting was on (entries before its record)
+        found["auto_edit_mask"] = True
+    return found
+
+
+def _edit_settings_differences(service: ImageService, params: dict[str, Any], masked: bool) -> list[str]:
+    """The edit settings that may explain a difference: recorded and not those of `service`, or not recorded."""
+    if params.get("kind") != JobKind.EDIT.value:
+        return []
+    recorded, reasons = _edit_settings(params), []
+    now = {"mask_blend_px": service.mask_blend_px, "auto_edit_mask": service.auto_edit_mask}
+    relevant = {"mask_blend_px": masked,  # the blend band only changes a masked edit's pixels
+                # the automatic mask is only tried for an edit of one image without a mask or markup
+                "auto_edit_mask": len(params.get("input_hashes") or []) == 1 and not params.get("mask_hash")
+                and not params.get("markup_hash")}
+    for name, value in now.items():
+        if not relevant[name]:
+            continue
+        if name not in recorded:
+            reasons.append(f"its entry does not record {name} (made before it was recorded): replayed with "
+                           f"{name}={_setting(value)}; set PICTOR_{name.upper()} to the server's setting of then")
+        elif recorded[name] != value:
+            reasons.append(f"made with {name}={_setting(recorded[name])}, replayed with {name}={_setting(value)}")
+    return reasons
+
+
+def _setting(value: Any) -> str:
+    """A setting as its environment variable is written (true / false, 3)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
