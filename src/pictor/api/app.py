@@ -13,7 +13,6 @@ from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pictor.api import logs, openapi
-from pictor.api.dependencies import Components
 from pictor.api.errors import ApiError, error_response, install_error_handlers
 from pictor.api.routes import (
     admin,
@@ -29,6 +28,7 @@ from pictor.api.routes import (
     system,
 )
 from pictor.api.security import authenticate
+from pictor.assembly import Components
 from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
 from pictor.service import retention
@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.components = parts = Components.build(settings, registry)
+        parts.governance.audit.void_pending()  # the serving process only: requests a crash cut short become void
         checkpoints = asyncio.create_task(_checkpoint_regularly(parts))
         sweeps = asyncio.create_task(_sweep_regularly(parts))
         parts.jobs.start(jobs.parse_request)  # jobs a crash interrupted are queued again here

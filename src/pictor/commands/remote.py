@@ -86,10 +86,10 @@ def local_server(settings: Any, tenant: str) -> Iterator[PictorClient]:
     import uvicorn
 
     from pictor.api.app import create_app
-    from pictor.storage import Database, DataDir
+    from pictor.assembly import Installation
 
-    data = DataDir.resolve(settings.data_dir).create()
-    database = Database(settings.database_url or data.database_url)
+    installation = Installation.open(settings)  # the key's records; the server builds the rest (create_app)
+    database = installation.database
     key = database.create_key(database.ensure_tenant(tenant).id, label="cli")
     settings = settings.model_copy(update={"host": "127.0.0.1", "port": _free_port()})
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
@@ -109,4 +109,4 @@ def local_server(settings: Any, tenant: str) -> Iterator[PictorClient]:
         server.should_exit = True
         thread.join(60)
         database.revoke_key(key.info.id)
-        database.close()
+        installation.close()
