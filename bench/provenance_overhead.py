@@ -75,14 +75,14 @@ def store_path(folder: Path, runs: int, size: int) -> dict[str, dict[str, float]
     try:
         for name, png in images(size).items():
             picture = Image.open(io.BytesIO(png)).convert("RGB")
-            service._store(plan, principal, [EngineResult(image=picture, seed=0)])  # warm
+            service.outputs.store(plan, principal, [EngineResult(image=picture, seed=0)])  # warm
             encode_times, store_times = [], []
             for i in range(runs):
                 started = time.perf_counter()
                 encode(picture, "png", 100)
                 encode_times.append((time.perf_counter() - started) * 1000)
                 started = time.perf_counter()
-                service._store(plan, principal, [EngineResult(image=picture, seed=i)])
+                service.outputs.store(plan, principal, [EngineResult(image=picture, seed=i)])
                 store_times.append((time.perf_counter() - started) * 1000)
             overhead = [s - e for s, e in zip(store_times, encode_times)]
             rows[name] = {"encode_p50_ms": statistics.median(encode_times),

@@ -44,7 +44,8 @@ from pictor.embedded.judge import background_colours, detect
 from pictor.engine.embedded_backend import EmbeddedBackend
 from pictor.engine.embedded_scene import EmbeddedSceneReader
 from pictor.engine.protocol import EngineRequest
-from pictor.service.images import STEPS_BY_QUALITY, keep_outside_mask
+from pictor.service.masks import keep_outside_mask
+from pictor.service.planning import STEPS_BY_QUALITY
 from pictor.service.validation import Search, Verdict, choose, search_for
 
 CATEGORIES = ("two_objects", "counting", "position", "colour_binding")

@@ -25,7 +25,7 @@ from pictor.engine.embedded_scene import EmbeddedSceneReader
 from pictor.engine.scene import NO_UNDERSTANDING
 from pictor.service.composition import compose, composition_phrase, find_target, fit_box, wants_composition
 from pictor.service.errors import InvalidRequest
-from pictor.service.images import blend_band, keep_outside_mask
+from pictor.service.masks import blend_band, keep_outside_mask
 
 from .helpers import alpha_mask, decode, png_bytes
 

@@ -15,7 +15,7 @@ from PIL import Image
 from pictor.embedded.judge import detect
 from pictor.embedded.render import render
 from pictor.embedded.world import Background, Scene, SceneObject
-from pictor.service.images import STEPS_BY_QUALITY
+from pictor.service.planning import STEPS_BY_QUALITY
 
 from .helpers import alpha_mask, decode, png_bytes, run_cli
 

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pictor.core import ImageJob, JobKind
 from pictor.service.animation import MAX_FRAME_DURATION_MS
 from pictor.service.errors import InvalidRequest
-from pictor.service.images import MAX_PROMPT_CHARS, ImagesResult
+from pictor.service.images import ImagesResult
+from pictor.service.planning import MAX_PROMPT_CHARS
 
 QualityIn = Literal["auto", "low", "medium", "high", "xhigh", "max", "standard", "hd"]
 LEGACY_QUALITY = {"standard": "medium", "hd": "high"}

@@ -18,9 +18,22 @@ TASKS = ("generate", "edit", "inpaint", "variation")
 StepCallback = Callable[[int, int, int, Image.Image | None], None]
 
 
-def wants_previews(on_step: StepCallback | None) -> bool:
-    """Whether a step callback wants preview images; one that only watches for cancellation says no through a
-    `wants_previews = False` attribute, so the backend skips making them (a device-to-host copy per step)."""
+@dataclass(frozen=True)
+class StepObserver:
+    """A step callback that says whether it wants preview images: one that only counts steps (progress) or watches
+    for cancellation says no, so the backend skips making them (a device-to-host copy per step). Called as the
+    function it wraps: (index in the batch, step, total, preview) for a backend's batch, (step, total, preview)
+    for one request submitted to a worker."""
+
+    function: Callable[..., None]
+    wants_previews: bool = True
+
+    def __call__(self, *arguments: object) -> None:
+        self.function(*arguments)
+
+
+def wants_previews(on_step: Callable[..., None] | None) -> bool:
+    """Whether a step callback wants preview images (a plain function does; a StepObserver says)."""
     return on_step is not None and getattr(on_step, "wants_previews", True)
 
 

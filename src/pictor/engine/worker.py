@@ -12,12 +12,13 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 from PIL import Image
 
-from pictor.engine.protocol import Backend, EngineRequest, EngineResult, wants_previews
+from pictor.engine.protocol import Backend, EngineRequest, EngineResult, StepObserver, wants_previews
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class EngineFuture(Future):
 class _Item:
     request: EngineRequest
     future: EngineFuture
-    on_step: object  # Callable[[int, int, Image.Image], None] | None
+    on_step: Callable[[int, int, Image.Image | None], None] | None  # (step, total, preview): a StepObserver or not
 
 
 class ModelWorker:
@@ -68,7 +69,8 @@ class ModelWorker:
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, request: EngineRequest, on_step=None) -> EngineFuture:
+    def submit(self, request: EngineRequest,
+               on_step: Callable[[int, int, Image.Image | None], None] | None = None) -> EngineFuture:
         """Enqueue; the future resolves to an EngineResult (or the backend's exception). Cancelling it drops the
         request, or stops the model call it is in at the next step (see EngineFuture)."""
         future = EngineFuture()
@@ -177,8 +179,7 @@ class ModelWorker:
         def on_step(index: int, step: int, total: int, preview: Image.Image | None) -> None:
             callback(step, total, preview)
 
-        on_step.wants_previews = wants_previews(callback)  # type: ignore[attr-defined]
-        return on_step
+        return StepObserver(on_step, wants_previews(callback))
 
     def _run(self, items: list[_Item]) -> None:
         def on_step(index: int, step: int, total: int, preview: Image.Image | None) -> None:
@@ -190,11 +191,11 @@ class ModelWorker:
             if callback is not None and (preview is not None or not wants_previews(callback)):
                 callback(step, total, preview)
 
-        on_step.wants_previews = any(wants_previews(item.on_step) for item in items)  # type: ignore[attr-defined]
+        observer = StepObserver(on_step, any(wants_previews(item.on_step) for item in items))
 
         started = time.perf_counter()
         try:
-            results: list[EngineResult] = self.backend.run([i.request for i in items], on_step)
+            results: list[EngineResult] = self.backend.run([i.request for i in items], observer)
         except StepCancelled:
             self.stopped += 1
             log.info("model %s stopped a call of %d cancelled request(s) part way", self.backend.name, len(items))

@@ -18,8 +18,8 @@ from pictor.governance.provenance import read
 from pictor.service import erasure
 from pictor.service.errors import InvalidRequest, NotFoundError
 from pictor.service.governance import Governance
-from pictor.service.images import UNMARKABLE
 from pictor.service.inputs import ACCEPTED_FORMATS, open_image
+from pictor.service.marking import UNMARKABLE
 from pictor.storage import Database, ImageNotFound, ImageRecord, LocalBlobStore, Principal
 
 

@@ -21,7 +21,9 @@ from pictor.core import ImageJob, JobKind
 from pictor.engine.placement import current_cpu_threads
 from pictor.governance.audit import salted_hash
 from pictor.service.governance import pixels_hash
-from pictor.service.images import ImageService, engine_request, keep_outside_mask, repair_request
+from pictor.service.images import ImageService
+from pictor.service.masks import keep_outside_mask
+from pictor.service.search import engine_request, repair_request
 from pictor.storage import Database, NotFound
 
 

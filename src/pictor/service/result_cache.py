@@ -17,13 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from PIL import Image
 
-from pictor.engine.protocol import EngineRequest
+from pictor.engine.protocol import EngineRequest, EngineResult
 from pictor.service.governance import pixels_hash
+from pictor.service.planning import Plan
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,41 @@ class ResultCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def keys_for(self, plan: Plan, tenant_id: str, requests: list[EngineRequest], mask_blend_px: int,
+                 auto_edit_mask: bool) -> list[str]:
+        """The key of each engine request of a plan (see the module's docstring for what it names)."""
+        backend, params = plan.backend, plan.job.parameters()
+        assert backend is not None
+        common = {"tenant": tenant_id, "model": plan.model, "weights": backend.weights_hash,
+                  "device": backend.device.split(":")[0], "kind": params["kind"], "task": plan.task,
+                  "prompt": plan.job.prompt, "inputs": params["input_hashes"], "mask": params["mask_hash"],
+                  "size": plan.size, "background": plan.job.background, "blend": mask_blend_px,
+                  "auto_mask": auto_edit_mask}
+        # The engine request's own inputs too: markup, composition and automatic edit masks derive the prompt, mask
+        # and canvas the model sees from the job, so the job's fields alone would let two different edits collide.
+        digests: dict[int, str] = {}  # the candidates of one request share their canvas and mask objects
+        return [cache_key(**common, steps=request.steps or plan.steps, seed=request.seed,
+                          **engine_inputs(request, digests)) for request in requests]
+
+    def lookup(self, keys: list[str], requests: list[EngineRequest]) -> list[EngineResult | None]:
+        """The cached outputs as engine results (None for a miss); their model time is the lookup's own."""
+        found: list[EngineResult | None] = []
+        for key, request in zip(keys, requests):
+            started = time.perf_counter()
+            hit = self.get(key)
+            found.append(None if hit is None else EngineResult(
+                hit.image.copy(), request.seed, list(hit.unknown_words), hit.revised_prompt,
+                model_seconds=time.perf_counter() - started))
+        return found
+
+    def remember(self, keys: list[str], cached: list[EngineResult | None], made: list[EngineResult],
+                 tenant_id: str) -> None:
+        """Keep the outputs just made (`made`, in the order of the misses in `cached`)."""
+        misses = [key for key, hit in zip(keys, cached) if hit is None]
+        for key, result in zip(misses, made):
+            self.put(key, CachedOutput(result.image.copy(), tuple(result.unknown_words), result.revised_prompt,
+                                       tenant_id))
 
     def get(self, key: str) -> CachedOutput | None:
         with self._lock:

@@ -30,8 +30,9 @@ from pictor.engine.registry import ModelNotFound
 from pictor.engine.scene import SceneReader
 from pictor.service.composition import target_start, wants_composition
 from pictor.service.errors import InvalidRequest, NotFoundError, UnknownModel
-from pictor.service.images import ImageService, ImagesResult, PartialImage, Plan, ProducedImage, resolve_size
+from pictor.service.images import ImageService, ImagesResult, PartialImage, Plan, ProducedImage
 from pictor.service.inputs import ACCEPTED_FORMATS, open_image
+from pictor.service.planning import resolve_size
 from pictor.service.references import Context, GalleryImage, Reference, Resolution, reads_as_instruction, resolve
 from pictor.storage import Database, LocalBlobStore, Principal
 from pictor.storage.database import SessionRecord, SessionStore, TurnRecord
