@@ -78,10 +78,6 @@ class ConvolutionalCode:
         outputs = np.stack([_parity(registers & g) for g in self.generators], axis=-1)  # (2, S, n)
         self._tables = (n_states, pred, outputs.astype(np.float32) * 2 - 1)  # outputs as -1/+1
 
-    @property
-    def rate_inverse(self) -> int:
-        return len(self.generators)
-
     def coded_length(self, n_info: int) -> int:
         return (n_info + self.constraint_length - 1) * len(self.generators)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 

@@ -31,7 +31,6 @@ from pictor.storage.database import JobNotFound, JobRecord
 log = logging.getLogger(__name__)
 
 BATCH_PRIORITY = -1
-ENDPOINTS = ("/v1/images/generations", "/v1/images/edits")
 WINDOW_S = {"24h": 24 * 3600}
 MAX_LINES = 50_000
 MAX_CUSTOM_ID = 256
