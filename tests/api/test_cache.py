@@ -119,7 +119,7 @@ def test_cache_counts_in_metrics(server):
 def test_markup_edits_key_on_what_the_strokes_derive(server):
     """The job's prompt ("change this"), image and seed are equal: only the strokes differ, and with them the mask and
     the prompt the model is given, so the second edit must not reuse the first one's output."""
-    from .test_newer_fields import scribble, world_png
+    from .test_output_formats_and_validation import scribble, world_png
 
     headers = {"authorization": f"Bearer {server.demo_key}"}
     source = world_png(128)
