@@ -4,8 +4,9 @@ The server (api/app.py) and every CLI command that needs more than its arguments
 `pictor replay`, `pictor verify` and `pictor generate` see exactly what the server sees (InvokeAI's
 `ApiDependencies.initialize` is the model). Two builds of the same parts:
 
-- `Installation.open`: the data folder, the database and the blob store; governance and the provenance service on
-  first use. No model is loaded: for the commands that read and write records (keys, tenants, audit, verify, sweep).
+- `Installation.open`: the data folder, the database and the blob store (a folder or S3: `blob_url`); governance and
+  the provenance service on first use. No model is loaded: for the commands that read and write records (keys,
+  tenants, audit, verify, sweep).
 - `Components.build`: the same installation, then the model registry, the services and the API's own parts
   (signed links, the per-key request limiter, metrics, the keyless demo caller). For the server and for the
   commands that make or remake images (generate, edit, replay).
@@ -34,7 +35,7 @@ from pictor.service.provenance import ProvenanceService
 from pictor.service.quotas import QuotaKeeper
 from pictor.service.result_cache import ResultCache
 from pictor.service.sessions import SessionService
-from pictor.storage import Database, DataDir, LocalBlobStore, Principal
+from pictor.storage import BlobStore, Database, DataDir, Principal, open_blob_store
 from pictor.storage.batches import BatchStore
 from pictor.storage.database import JobStore
 
@@ -90,12 +91,13 @@ class Installation:
     settings: Settings
     data: DataDir
     database: Database
-    blobs: LocalBlobStore
+    blobs: BlobStore
 
     @classmethod
     def open(cls, settings: Settings) -> Installation:
         data = DataDir.resolve(settings.data_dir).create()
-        return cls(settings, data, Database(settings.database_url or data.database_url), LocalBlobStore(data.blobs))
+        blobs = open_blob_store(settings.blob_url, data.blobs)
+        return cls(settings, data, Database(settings.database_url or data.database_url), blobs)
 
     @cached_property
     def governance(self) -> Governance:
@@ -115,7 +117,7 @@ class Components:
 
     settings: Settings
     database: Database
-    blobs: LocalBlobStore
+    blobs: BlobStore
     registry: ModelRegistry
     service: ImageService
     governance: Governance

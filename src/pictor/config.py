@@ -15,6 +15,12 @@ class Settings(BaseSettings):
 
     data_dir: Path | None = None  # default: PICTOR_DATA_DIR, then the user's data folder
     database_url: str | None = None  # default: SQLite in the data folder
+    # Where image bytes live: s3://BUCKET/PREFIX (endpoint and credentials from the AWS_* variables) for several
+    # machines, or a folder; default: the data folder's blobs/.
+    blob_url: str | None = None
+    # With an S3 store, `url` responses are the bucket's own presigned GET links (url_lifetime_s) instead of
+    # Pictor's signed /v1/images/{id}/content links.
+    blob_presigned_urls: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None  # base of `url` responses; default http://host:port

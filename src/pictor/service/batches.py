@@ -24,7 +24,7 @@ from typing import Any
 
 from pictor.service.errors import InvalidRequest
 from pictor.service.jobs import JobRunner
-from pictor.storage import LocalBlobStore, Principal
+from pictor.storage import BlobStore, Principal
 from pictor.storage.batches import BatchItem, BatchRecord, BatchStore, NewFile
 from pictor.storage.database import JobNotFound, JobRecord
 
@@ -111,7 +111,7 @@ def error_status(error: Mapping[str, Any]) -> int:
 class BatchRunner:
     """Creates batches and drives them to an end. Start after the JobRunner; stop before it."""
 
-    def __init__(self, jobs: JobRunner, store: BatchStore, blobs: LocalBlobStore):
+    def __init__(self, jobs: JobRunner, store: BatchStore, blobs: BlobStore):
         self.jobs = jobs
         self.store = store
         self.blobs = blobs

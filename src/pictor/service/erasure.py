@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from pictor.storage import Database, LocalBlobStore
+from pictor.storage import BlobStore, Database
 from pictor.storage.batches import BatchStore
 from pictor.storage.database import ImageRecord, without_prompts
 
 
-def erase_prompt(database: Database, blobs: LocalBlobStore, tenant_id: str, image_id: str) -> ImageRecord:
+def erase_prompt(database: Database, blobs: BlobStore, tenant_id: str, image_id: str) -> ImageRecord:
     """Erase one of the tenant's images' prompt everywhere (NotFound for another tenant's)."""
     database.get_image(tenant_id, image_id)  # the tenant's, or not found
     jobs = database.jobs_that_made(tenant_id, image_id)
@@ -24,7 +24,7 @@ def erase_prompt(database: Database, blobs: LocalBlobStore, tenant_id: str, imag
     return record
 
 
-def scrub_batch_files(database: Database, blobs: LocalBlobStore, tenant_id: str, job_ids: Sequence[str]) -> int:
+def scrub_batch_files(database: Database, blobs: BlobStore, tenant_id: str, job_ids: Sequence[str]) -> int:
     """Rewrite the batch files that hold these jobs' lines without their prompt fields; returns how many files
     changed."""
     store = BatchStore(database)

@@ -31,7 +31,7 @@ from pictor.service.result_cache import ResultCache
 from pictor.service.search import CandidateSearch, SearchOutcome
 from pictor.service.storing import OutputStore, ProducedImage
 from pictor.service.usage import add_compute, request_usage
-from pictor.storage import Database, LocalBlobStore, Principal
+from pictor.storage import BlobStore, Database, Principal
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ KEEP_ALIVE = object()
 
 
 class ImageService:
-    def __init__(self, registry: ModelRegistry, database: Database, blobs: LocalBlobStore, governance: Governance,
+    def __init__(self, registry: ModelRegistry, database: Database, blobs: BlobStore, governance: Governance,
                  mask_blend_px: int = 0, auto_edit_mask: bool = True, result_cache: ResultCache | None = None,
                  quotas: QuotaKeeper | None = None, rate_limits: dict[str, int] | None = None):
         self.registry = registry

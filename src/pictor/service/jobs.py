@@ -23,7 +23,7 @@ from typing import Any
 from pictor.core import ImageJob
 from pictor.service.errors import ServiceError
 from pictor.service.images import ImageService, ImagesResult, PartialImage
-from pictor.storage import BlobNotFound, LocalBlobStore, Principal
+from pictor.storage import BlobNotFound, BlobStore, Principal
 from pictor.storage.database import JOB_TERMINAL, JobRecord, JobStore, QueueHead
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def pick_next(heads: list[QueueHead], last_served: Mapping[str, int]) -> QueueHe
     return min(heads, key=lambda head: (last_served.get(head.tenant_id, -1), head.seq))
 
 
-def externalise(body: Any, blobs: LocalBlobStore, hashes: list[str]) -> Any:
+def externalise(body: Any, blobs: BlobStore, hashes: list[str]) -> Any:
     """The body with each large base64 data URL stored as a blob and replaced by a reference to it."""
     if isinstance(body, dict):
         return {key: externalise(value, blobs, hashes) for key, value in body.items()}
@@ -63,7 +63,7 @@ def externalise(body: Any, blobs: LocalBlobStore, hashes: list[str]) -> Any:
     return body
 
 
-def internalise(body: Any, blobs: LocalBlobStore) -> Any:
+def internalise(body: Any, blobs: BlobStore) -> Any:
     """The body as it was sent (raises BlobNotFound when an input has gone from the blob store)."""
     if isinstance(body, dict):
         if BLOB_KEY in body:
@@ -96,7 +96,7 @@ class JobRunner:
     """Queue, workers and live events for async jobs. Start it inside the event loop; stop it before the
     model workers close."""
 
-    def __init__(self, service: ImageService, store: JobStore, blobs: LocalBlobStore, workers: int = 2):
+    def __init__(self, service: ImageService, store: JobStore, blobs: BlobStore, workers: int = 2):
         self.service = service
         self.store = store
         self.blobs = blobs

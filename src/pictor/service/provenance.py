@@ -20,7 +20,7 @@ from pictor.service.errors import InvalidRequest, NotFoundError
 from pictor.service.governance import Governance
 from pictor.service.inputs import ACCEPTED_FORMATS, open_image
 from pictor.service.marking import UNMARKABLE
-from pictor.storage import Database, ImageNotFound, ImageRecord, LocalBlobStore, Principal
+from pictor.storage import BlobStore, Database, ImageNotFound, ImageRecord, Principal
 
 
 def read_watermark(image: Image.Image, database: Database, tenant_id: str | None) -> tuple[dict[str, Any],
@@ -72,7 +72,7 @@ def unmarked_report(fmt: str) -> dict[str, Any]:
 
 
 class ProvenanceService:
-    def __init__(self, database: Database, blobs: LocalBlobStore, governance: Governance):
+    def __init__(self, database: Database, blobs: BlobStore, governance: Governance):
         self.database = database
         self.blobs = blobs
         self.governance = governance

@@ -12,13 +12,13 @@ import logging
 
 from pictor.service.erasure import scrub_batch_files
 from pictor.service.governance import Governance
-from pictor.storage import Database, LocalBlobStore
+from pictor.storage import BlobStore, Database
 from pictor.storage.database import ImageRecord
 
 log = logging.getLogger(__name__)
 
 
-def delete_image(database: Database, blobs: LocalBlobStore, governance: Governance, tenant_id: str, image_id: str,
+def delete_image(database: Database, blobs: BlobStore, governance: Governance, tenant_id: str, image_id: str,
                  actor: str, key_id: str | None = None, reason: str = "request") -> ImageRecord:
     """Delete one of the tenant's images (NotFound for another tenant's); deleting twice records nothing new."""
     before = database.get_image(tenant_id, image_id)
@@ -33,7 +33,7 @@ def delete_image(database: Database, blobs: LocalBlobStore, governance: Governan
     return record
 
 
-def sweep_expired(database: Database, blobs: LocalBlobStore, governance: Governance, limit: int = 500) -> int:
+def sweep_expired(database: Database, blobs: BlobStore, governance: Governance, limit: int = 500) -> int:
     """Delete the images that have outlived their tenant's `retention_days` (returns how many), and write each key
     that has expired since the last sweep into the audit log."""
     for key in database.expired_unaudited_keys():

@@ -34,7 +34,7 @@ from pictor.service.images import ImageService, ImagesResult, PartialImage, Plan
 from pictor.service.inputs import ACCEPTED_FORMATS, open_image
 from pictor.service.planning import resolve_size
 from pictor.service.references import Context, GalleryImage, Reference, Resolution, reads_as_instruction, resolve
-from pictor.storage import Database, LocalBlobStore, Principal
+from pictor.storage import BlobStore, Database, Principal
 from pictor.storage.database import SessionRecord, SessionStore, TurnRecord
 
 Action = Literal["generate", "edit", "auto"]
@@ -128,7 +128,7 @@ class TurnOutcome:
 
 
 class SessionService:
-    def __init__(self, images: ImageService, database: Database, blobs: LocalBlobStore):
+    def __init__(self, images: ImageService, database: Database, blobs: BlobStore):
         self.images = images
         self.database = database
         self.blobs = blobs

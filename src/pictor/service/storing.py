@@ -21,7 +21,7 @@ from pictor.service.inputs import ACCEPTED_FORMATS
 from pictor.service.marking import Marks, encode_output, mark
 from pictor.service.masks import keep_outside_mask
 from pictor.service.planning import Plan
-from pictor.storage import Database, LocalBlobStore, Principal
+from pictor.storage import BlobStore, Database, Principal
 
 
 @dataclass
@@ -60,7 +60,7 @@ def output_audit_fields(plan: Plan, marks: Marks, extra: dict) -> dict:
 class OutputStore:
     """Signs and stores a request's outputs (see the module's docstring)."""
 
-    def __init__(self, database: Database, blobs: LocalBlobStore, governance: Governance):
+    def __init__(self, database: Database, blobs: BlobStore, governance: Governance):
         self.database, self.blobs, self.governance = database, blobs, governance
 
     def store(self, plan: Plan, principal: Principal, results: list[EngineResult],

@@ -1,6 +1,6 @@
 """Storage: content-addressed bytes (blobs) and the metadata database (tenants, keys, image records)."""
 
-from pictor.storage.blobs import BlobStore, LocalBlobStore
+from pictor.storage.blobs import BlobStore, LocalBlobStore, open_blob_store
 from pictor.storage.database import ApiKeyInfo, Database, ImageRecord, NewApiKey, Principal, Tenant
 from pictor.storage.datadir import DataDir
 from pictor.storage.errors import (
@@ -30,4 +30,5 @@ __all__ = [
     "Tenant",
     "TenantExists",
     "TenantNotFound",
+    "open_blob_store",
 ]

@@ -1,7 +1,8 @@
 """Content-addressed blob storage: the sha256 of the bytes names them, so equal images are stored once.
 
 `BlobStore` is the contract the service depends on; `LocalBlobStore` is the default (a folder on
-disk). An S3-compatible store implements the same three methods.
+disk), `S3BlobStore` (storage/s3_blobs.py) the store that several machines share; `open_blob_store` picks one
+from the `blob_url` setting.
 """
 
 from __future__ import annotations
@@ -35,8 +36,25 @@ class BlobStore(Protocol):
         """Whether bytes with this digest are stored."""
         ...
 
+    def presigned_url(self, digest: str, lifetime_s: int, content_type: str | None = None) -> str | None:
+        """A link that serves the blob without Pictor, valid for `lifetime_s`; None where the store has none."""
+        ...
 
-def _checked(digest: str) -> str:
+
+def open_blob_store(blob_url: str | None, default_root: Path) -> BlobStore:
+    """The store the `blob_url` setting names: `s3://BUCKET/PREFIX`, or a folder (a path; unset: `default_root`)."""
+    if not blob_url:
+        return LocalBlobStore(default_root)
+    if blob_url.startswith("s3://"):
+        from pictor.storage.s3_blobs import S3BlobStore  # boto3 is imported only by installations that use it
+
+        return S3BlobStore.from_url(blob_url)
+    if "://" in blob_url:
+        raise ValueError(f"blob_url must be s3://BUCKET/PREFIX or a folder, not {blob_url!r}")
+    return LocalBlobStore(blob_url)
+
+
+def checked_digest(digest: str) -> str:
     """Refuse anything but a hex digest: digests become paths, so this is also path-traversal defence."""
     if not is_sha256_hex(digest):
         raise ValueError(f"not a sha256 hex digest: {digest!r}")
@@ -56,7 +74,7 @@ class LocalBlobStore:
 
     def path_for(self, digest: str) -> Path:
         """Where the blob with this digest lives (whether or not it exists yet)."""
-        digest = _checked(digest)
+        digest = checked_digest(digest)
         return self.root / digest[:2] / digest[2:4] / digest
 
     def put(self, data: bytes) -> str:
@@ -96,3 +114,8 @@ class LocalBlobStore:
     def exists(self, digest: str) -> bool:
         """Whether the blob is stored."""
         return self.path_for(digest).is_file()
+
+    def presigned_url(self, digest: str, lifetime_s: int, content_type: str | None = None) -> None:
+        """None: a folder has no links of its own, so Pictor serves its blobs (signed /v1/images/{id}/content)."""
+        checked_digest(digest)
+        return None
