@@ -163,6 +163,12 @@ class Components:
                    limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless, quotas=quotas,
                    jobs=jobs, batches=BatchRunner(jobs, BatchStore(database), blobs))
 
+    def presigned_link(self, tenant_id: str, image_id: str) -> str | None:
+        """The blob store's own link to an image where `blob_presigned_urls` asks for one; None: Pictor's own link."""
+        if not self.settings.blob_presigned_urls:
+            return None
+        return self.service.presigned_link(tenant_id, image_id, self.settings.url_lifetime_s)
+
     def close(self) -> None:
         self.registry.close()
         self.governance.audit.checkpoint()  # a clean stop leaves every entry under a signed checkpoint

@@ -22,6 +22,7 @@ from pictor.engine.registry import ModelRegistry
 from pictor.engine.scene import SceneReader
 from pictor.service import animation, vector
 from pictor.service.content_checks import ContentChecks
+from pictor.service.encoding import MIME_TYPES
 from pictor.service.errors import NotFoundError
 from pictor.service.governance import Governance
 from pictor.service.model_runs import CacheSettings, ModelRuns, PartialImage, preview_observer
@@ -31,7 +32,7 @@ from pictor.service.result_cache import ResultCache
 from pictor.service.search import CandidateSearch, SearchOutcome
 from pictor.service.storing import OutputStore, ProducedImage
 from pictor.service.usage import add_compute, request_usage
-from pictor.storage import BlobStore, Database, Principal
+from pictor.storage import BlobStore, Database, ImageNotFound, Principal
 
 log = logging.getLogger(__name__)
 
@@ -230,3 +231,14 @@ class ImageService:
             raise NotFoundError(f"The image '{image_id}' was deleted on {record.deleted:%Y-%m-%d %H:%M} UTC.", None,
                                 "image_deleted")
         return self.blobs.get(record.content_hash), record.format
+
+    def presigned_link(self, tenant_id: str, image_id: str, lifetime_s: int) -> str | None:
+        """The blob store's own link to one of the tenant's images (S3's presigned GET), or None: a folder has none,
+        and a deleted or unknown image gets none (Pictor's own link then says why)."""
+        try:
+            record = self.database.get_image(tenant_id, image_id)
+        except ImageNotFound:
+            return None
+        if record.deleted is not None:
+            return None
+        return self.blobs.presigned_url(record.content_hash, lifetime_s, MIME_TYPES[record.format])

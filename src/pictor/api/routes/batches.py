@@ -70,7 +70,8 @@ def renderer(app: FastAPI):
         base = (parts.settings.public_url or batch.extra.get("base_url", "")).rstrip("/")
 
         def url(image_id: str) -> str:
-            return f"{base}/v1/images/{image_id}/content?{parts.signer.query(batch.tenant_id, image_id)}"
+            return (parts.presigned_link(batch.tenant_id, image_id)
+                    or f"{base}/v1/images/{image_id}/content?{parts.signer.query(batch.tenant_id, image_id)}")
 
         return render_result(parts, caller, job, url)
 

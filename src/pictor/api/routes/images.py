@@ -39,7 +39,8 @@ MAX_FORM_FILES = 18
 
 def url_for(request: Request, parts: Components, caller: Principal):
     base = (parts.settings.public_url or str(request.base_url)).rstrip("/")
-    return lambda image_id: f"{base}/v1/images/{image_id}/content?{parts.signer.query(caller.tenant_id, image_id)}"
+    return lambda image_id: (parts.presigned_link(caller.tenant_id, image_id)
+                             or f"{base}/v1/images/{image_id}/content?{parts.signer.query(caller.tenant_id, image_id)}")
 
 
 async def _answer(request: Request, parts: Components, caller: Principal, job: ImageJob, fields: _Common,

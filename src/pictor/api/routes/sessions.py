@@ -18,7 +18,8 @@ router = APIRouter()
 def links(request: Request, parts: Components, caller: Principal) -> Callable[[str], str]:
     """Signed links to the caller's images (the same links as `response_format=url` answers carry)."""
     base = (parts.settings.public_url or str(request.base_url)).rstrip("/")
-    return lambda image_id: f"{base}/v1/images/{image_id}/content?{parts.signer.query(caller.tenant_id, image_id)}"
+    return lambda image_id: (parts.presigned_link(caller.tenant_id, image_id)
+                             or f"{base}/v1/images/{image_id}/content?{parts.signer.query(caller.tenant_id, image_id)}")
 
 
 @router.post("/v1/sessions")
