@@ -1,5 +1,10 @@
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import torch
+from postgres_server import PostgresMissing, PostgresServer
+from scratch_databases import KINDS, ScratchDatabase
 
 from pictor.embedded import WEIGHTS_DIR
 from pictor.engine.loading import load_model_folder
@@ -10,3 +15,28 @@ def embedded_pipe():
     """The shipped embedded model, loaded once through the model-folder loader."""
     torch.set_num_threads(2)
     return load_model_folder(WEIGHTS_DIR)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL for the session: PICTOR_TEST_POSTGRES_URL's, else one started on loopback here.
+
+    Without either the tests that need it fail (they are not skipped: CI must run them) with what to install."""
+    try:
+        server = PostgresServer.from_environment()
+    except PostgresMissing as missing:
+        pytest.fail(str(missing), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=KINDS)
+def scratch_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScratchDatabase]:
+    """A new, empty database of each kind, SQLite and PostgreSQL: the test runs once on each."""
+    if request.param == "sqlite":
+        yield ScratchDatabase("sqlite", f"sqlite:///{tmp_path / 'scratch.db'}")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.create_database()
+    yield ScratchDatabase("postgresql", url)
+    server.drop_database(url)

@@ -1,9 +1,8 @@
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from pathlib import Path
 
 import pytest
+from scratch_databases import ScratchDatabase
 
 from pictor.storage import Database, DataDir, LocalBlobStore
 
@@ -14,8 +13,9 @@ def data_dir(tmp_path: Path) -> DataDir:
 
 
 @pytest.fixture
-def db(data_dir: DataDir) -> Iterator[Database]:
-    database = Database(data_dir.database_url)
+def db(scratch_db: ScratchDatabase) -> Iterator[Database]:
+    """The database under test, once on SQLite and once on PostgreSQL."""
+    database = Database(scratch_db.url)
     yield database
     database.close()
 
@@ -26,11 +26,6 @@ def blobs(data_dir: DataDir) -> LocalBlobStore:
 
 
 @pytest.fixture
-def count_rows(data_dir: DataDir) -> Callable[[str], int]:
-    """Count rows straight from the SQLite file, independently of the code under test."""
-
-    def count(table: str) -> int:
-        with closing(sqlite3.connect(data_dir.database_path)) as connection:
-            return connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-
-    return count
+def count_rows(scratch_db: ScratchDatabase) -> Callable[[str], int]:
+    """Count rows through a connection of the test's own, independently of the code under test."""
+    return scratch_db.count

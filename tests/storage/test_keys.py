@@ -1,6 +1,7 @@
 from collections.abc import Callable
 
 import pytest
+from scratch_databases import ScratchDatabase
 
 from pictor.storage import Database, DataDir, TenantExists, TenantNotFound
 from pictor.storage.errors import ApiKeyNotFound
@@ -90,12 +91,12 @@ def test_tenant_names_are_unique_and_ensure_is_idempotent(db: Database, count_ro
     assert count_rows("tenants") == 1
 
 
-def test_keys_survive_reopening_the_database(data_dir: DataDir) -> None:
-    db = Database(data_dir.database_url)
+def test_keys_survive_reopening_the_database(scratch_db: ScratchDatabase) -> None:
+    db = Database(scratch_db.url)
     key = db.create_key(db.create_tenant("acme").id).plaintext
     db.close()
 
-    reopened = Database(data_dir.database_url)
+    reopened = Database(scratch_db.url)
     try:
         principal = reopened.authenticate(key)
         assert principal is not None and principal.tenant_name == "acme"
