@@ -150,14 +150,15 @@ class TenantSettingsRow(Base):
 
 class TenantUsageRow(Base):
     """What a tenant used on one UTC day, counted as requests are admitted (see service.quotas): shared by every
-    process on the database, so a quota holds across replicas."""
+    process on the database, so a quota holds across replicas. The server defaults are migration 0003's, so a
+    new database and a migrated one have the same schema."""
 
     __tablename__ = "tenant_usage"
 
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
-    images: Mapped[int] = mapped_column(BigInteger, default=0)
-    steps: Mapped[int] = mapped_column(BigInteger, default=0)
+    images: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    steps: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class RateWindowRow(Base):
@@ -168,7 +169,7 @@ class RateWindowRow(Base):
 
     subject: Mapped[str] = mapped_column(String(48), primary_key=True)  # tenant:<id> or key:<id>
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix time // 60
-    work: Mapped[int] = mapped_column(BigInteger, default=0)
+    work: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class SessionRow(Base):

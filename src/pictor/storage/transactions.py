@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from pictor.storage.locks import SCHEMA_MIGRATIONS, hold_until_commit
 from pictor.storage.migrations import migrate
 
 
@@ -30,6 +31,16 @@ def _enable_sqlite_pragmas(engine: Engine) -> None:
         cursor.close()
 
 
+def _lock_schema(connection: Connection) -> None:
+    """Take the database's schema lock before reading the schema, so that processes starting together on a new
+    database migrate it once: the others wait, then find it done. SQLite's write lock is taken by BEGIN IMMEDIATE
+    (its driver would begin only at the first write, after the schema was read); PostgreSQL takes an advisory lock."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        hold_until_commit(connection, SCHEMA_MIGRATIONS)
+
+
 class Transactions:
     """One SQLAlchemy engine (any URL; SQLite is the default), migrated to the newest schema when opened."""
 
@@ -37,8 +48,10 @@ class Transactions:
         self.engine = create_engine(url, echo=echo)
         if self.engine.dialect.name == "sqlite":
             _enable_sqlite_pragmas(self.engine)
-        with self.engine.begin() as connection:
+        with self.engine.connect() as connection:
+            _lock_schema(connection)
             migrate(connection)
+            connection.commit()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
