@@ -1,15 +1,14 @@
 import base64
 import hashlib
 import json
-import sqlite3
 import stat
 import threading
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from scratch_databases import ScratchDatabase
 
 from pictor.core import Artifact, new_image_id
 from pictor.governance.audit import AuditLog, canonical_json, new_salt, salted_hash
@@ -28,13 +27,9 @@ ORIGIN = "pictor.test/audit"
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "p.db"
-
-
-@pytest.fixture
-def db(db_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{db_path}")
+def db(scratch_db: ScratchDatabase) -> Iterator[Database]:
+    """The log's database, once on SQLite and once on PostgreSQL."""
+    database = Database(scratch_db.url)
     yield database
     database.close()
 
@@ -52,12 +47,6 @@ def log(db: Database, signer: CheckpointSigner) -> AuditLog:
 @pytest.fixture
 def tenant(db: Database) -> str:
     return db.create_tenant("alpha").id
-
-
-def sql(db_path: Path, statement: str, *params: object) -> list[tuple]:
-    """Tamper with the file directly, the way an attacker with database access would."""
-    with closing(sqlite3.connect(db_path)) as connection, connection:
-        return connection.execute(statement, params).fetchall()
 
 
 def generate(db: Database, log: AuditLog, tenant: str, prompt: str = "a red circle", n: int = 1) -> list[str]:
@@ -87,8 +76,8 @@ def filled(db: Database, log: AuditLog, tenant: str) -> list[str]:
     return ids
 
 
-def entry_text(db_path: Path, index: int) -> str:
-    return sql(db_path, "SELECT entry FROM audit_entries WHERE idx = ?", index)[0][0]
+def entry_text(scratch_db: ScratchDatabase, index: int) -> str:
+    return scratch_db.sql("SELECT entry FROM audit_entries WHERE idx = ?", index)[0][0]
 
 
 # canonical form and salts
@@ -171,8 +160,36 @@ def test_reservations_are_consecutive_and_unique_under_threads(db: Database) -> 
     assert sorted(i for block in got for i in block) == list(range(180))
 
 
+def test_eight_concurrent_writers_finish_160_entries_without_a_gap(db: Database, log: AuditLog, tenant: str) -> None:
+    """8 request threads x 20 requests, each reserving its entry, then storing its image and finishing the entry in
+    one transaction: every reservation succeeds, the indexes are 0..159, and the log verifies."""
+    made: list[str] = []
+    errors: list[BaseException] = []
+
+    def work(writer: int) -> None:
+        try:
+            for i in range(20):
+                made.extend(generate(db, log, tenant, f"writer {writer} prompt {i}"))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(writer,)) for writer in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, f"{len(errors)} writers failed, the first with {errors[0]!r}"
+    assert len(made) == 160
+    entries = db.audit_entries()
+    assert [entry.index for entry in entries] == list(range(160))
+    assert {entry.status for entry in entries} == {"final"}
+    log.checkpoint()
+    report = log.verify()
+    assert report.ok and report.size == 160, report.lines()
+
+
 def test_image_and_entry_are_written_together_or_not_at_all(db: Database, log: AuditLog, tenant: str,
-                                                            db_path: Path) -> None:
+                                                            scratch_db: ScratchDatabase) -> None:
     (index,) = log.reserve(1)
     art = Artifact(id=new_image_id(), data=b"x", format="png", width=1, height=1, tenant_id=tenant,
                    parents=("img_missing",))
@@ -183,7 +200,7 @@ def test_image_and_entry_are_written_together_or_not_at_all(db: Database, log: A
     good = Artifact(id=new_image_id(), data=b"y", format="png", width=1, height=1, tenant_id=tenant)
     with pytest.raises(AuditReservationLost):  # an index that was never reserved
         db.record_images([(good, {})], audit=[log.entry(index + 5, {"event": "image"})])
-    assert sql(db_path, "SELECT COUNT(*) FROM images") == [(0,)]
+    assert scratch_db.count("images") == 0
 
 
 def test_a_crashed_reservation_is_voided_on_start_and_the_log_stays_verifiable(
@@ -250,19 +267,20 @@ def test_checkpoints_come_every_n_entries(db: Database, log: AuditLog, tenant: s
 # tampering: each case names the kind and the index
 
 
-def rewrite(db_path: Path, index: int, *, with_leaf: bool) -> None:
-    obj = json.loads(entry_text(db_path, index))
+def rewrite(scratch_db: ScratchDatabase, index: int, *, with_leaf: bool) -> None:
+    """Tamper with the entry directly, the way an attacker with database access would."""
+    obj = json.loads(entry_text(scratch_db, index))
     obj["tenant"] = "someone-else"
     text = canonical_json(obj)
     if with_leaf:
-        sql(db_path, "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE idx = ?",
+        scratch_db.sql("UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE idx = ?",
             text.decode(), leaf_hash(text).hex(), index)
     else:
-        sql(db_path, "UPDATE audit_entries SET entry = ? WHERE idx = ?", text.decode(), index)
+        scratch_db.sql("UPDATE audit_entries SET entry = ? WHERE idx = ?", text.decode(), index)
 
 
-def test_a_changed_entry_text_is_found(log: AuditLog, filled: list[str], db_path: Path) -> None:
-    rewrite(db_path, 5, with_leaf=False)
+def test_a_changed_entry_text_is_found(log: AuditLog, filled: list[str], scratch_db: ScratchDatabase) -> None:
+    rewrite(scratch_db, 5, with_leaf=False)
     report = log.verify()
     assert ("changed", 5) in report.kinds()
     assert ("bad_checkpoint", 9) in report.kinds()  # the first checkpoint that covers it
@@ -270,73 +288,74 @@ def test_a_changed_entry_text_is_found(log: AuditLog, filled: list[str], db_path
 
 
 def test_an_entry_rewritten_with_its_leaf_hash_is_found_by_the_chain(log: AuditLog, filled: list[str],
-                                                                     db_path: Path) -> None:
-    rewrite(db_path, 5, with_leaf=True)
+                                                                     scratch_db: ScratchDatabase) -> None:
+    rewrite(scratch_db, 5, with_leaf=True)
     report = log.verify()
     assert ("changed", 5) in report.kinds()
     assert {p.kind for p in report.problems} == {"changed", "bad_checkpoint"}
 
 
 def test_the_last_entry_rewritten_with_its_leaf_is_found_by_the_checkpoint(log: AuditLog, filled: list[str],
-                                                                           db_path: Path) -> None:
-    rewrite(db_path, 11, with_leaf=True)
+                                                                           scratch_db: ScratchDatabase) -> None:
+    rewrite(scratch_db, 11, with_leaf=True)
     report = log.verify()
     assert report.kinds() == {("bad_checkpoint", 12)}
     assert "[9, 12)" in report.problems[0].detail
 
 
-def test_a_deleted_entry_is_found(log: AuditLog, filled: list[str], db_path: Path) -> None:
-    sql(db_path, "DELETE FROM audit_entries WHERE idx = 5")
+def test_a_deleted_entry_is_found(log: AuditLog, filled: list[str], scratch_db: ScratchDatabase) -> None:
+    scratch_db.sql("DELETE FROM audit_entries WHERE idx = 5")
     assert ("removed", 5) in log.verify().kinds()
 
 
-def test_deleted_and_renumbered_entries_are_found(log: AuditLog, filled: list[str], db_path: Path) -> None:
-    sql(db_path, "DELETE FROM audit_entries WHERE idx = 5")
-    sql(db_path, "UPDATE audit_entries SET idx = idx + 1000 WHERE idx > 5")
-    sql(db_path, "UPDATE audit_entries SET idx = idx - 1001 WHERE idx >= 1000")
+def test_deleted_and_renumbered_entries_are_found(log: AuditLog, filled: list[str],
+                                                  scratch_db: ScratchDatabase) -> None:
+    scratch_db.sql("DELETE FROM audit_entries WHERE idx = 5")
+    scratch_db.sql("UPDATE audit_entries SET idx = idx + 1000 WHERE idx > 5")
+    scratch_db.sql("UPDATE audit_entries SET idx = idx - 1001 WHERE idx >= 1000")
     assert ("removed", 5) in log.verify().kinds()
 
 
-def test_a_truncated_log_is_found(log: AuditLog, filled: list[str], db_path: Path) -> None:
-    sql(db_path, "DELETE FROM audit_entries WHERE idx >= 10")
+def test_a_truncated_log_is_found(log: AuditLog, filled: list[str], scratch_db: ScratchDatabase) -> None:
+    scratch_db.sql("DELETE FROM audit_entries WHERE idx >= 10")
     report = log.verify()
     assert ("removed", 10) in report.kinds()
     assert "checkpoint of size 12" in report.lines()[-1]
 
 
-def test_swapped_entries_are_found(log: AuditLog, filled: list[str], db_path: Path) -> None:
-    a, b = sql(db_path, "SELECT entry, leaf_hash FROM audit_entries WHERE idx IN (3, 7) ORDER BY idx")
-    sql(db_path, "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE idx = 3", *b)
-    sql(db_path, "UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE idx = 7", *a)
+def test_swapped_entries_are_found(log: AuditLog, filled: list[str], scratch_db: ScratchDatabase) -> None:
+    a, b = scratch_db.sql("SELECT entry, leaf_hash FROM audit_entries WHERE idx IN (3, 7) ORDER BY idx")
+    scratch_db.sql("UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE idx = 3", *b)
+    scratch_db.sql("UPDATE audit_entries SET entry = ?, leaf_hash = ? WHERE idx = 7", *a)
     report = log.verify()
     assert {("reordered", 3), ("reordered", 7)} <= report.kinds()
     assert not any(p.kind == "changed" for p in report.problems)
 
 
-def test_an_inserted_entry_is_found(log: AuditLog, filled: list[str], db_path: Path) -> None:
-    previous = sql(db_path, "SELECT leaf_hash FROM audit_entries WHERE idx = 4")[0][0]
+def test_an_inserted_entry_is_found(log: AuditLog, filled: list[str], scratch_db: ScratchDatabase) -> None:
+    previous = scratch_db.sql("SELECT leaf_hash FROM audit_entries WHERE idx = 4")[0][0]
     forged = canonical_json({"event": "image", "image_id": "img_forged", "index": 5,
                              "prev": {"index": 4, "leaf_hash": previous}, "time": "2020-01-01T00:00:00.000+00:00"})
-    sql(db_path, "UPDATE audit_entries SET idx = idx + 1000 WHERE idx >= 5")
-    sql(db_path, "UPDATE audit_entries SET idx = idx - 999 WHERE idx >= 1000")
-    sql(db_path, "INSERT INTO audit_entries (idx, entry, leaf_hash, status, created) VALUES (5, ?, ?, 'final', ?)",
+    scratch_db.sql("UPDATE audit_entries SET idx = idx + 1000 WHERE idx >= 5")
+    scratch_db.sql("UPDATE audit_entries SET idx = idx - 999 WHERE idx >= 1000")
+    scratch_db.sql("INSERT INTO audit_entries (idx, entry, leaf_hash, status, created) VALUES (5, ?, ?, 'final', ?)",
         forged.decode(), leaf_hash(forged).hex(), "2020-01-01 00:00:00")
     report = log.verify()
     assert ("inserted", 5) in report.kinds()
     assert not any(p.kind in ("removed", "reordered") for p in report.problems), report.lines()
 
 
-def test_an_altered_checkpoint_is_found(log: AuditLog, filled: list[str], db_path: Path) -> None:
-    note = sql(db_path, "SELECT note FROM audit_checkpoints WHERE size = 9")[0][0]
-    sql(db_path, "UPDATE audit_checkpoints SET note = ? WHERE size = 9", note.replace("\n9\n", "\n8\n"))
+def test_an_altered_checkpoint_is_found(log: AuditLog, filled: list[str], scratch_db: ScratchDatabase) -> None:
+    note = scratch_db.sql("SELECT note FROM audit_checkpoints WHERE size = 9")[0][0]
+    scratch_db.sql("UPDATE audit_checkpoints SET note = ? WHERE size = 9", note.replace("\n9\n", "\n8\n"))
     assert log.verify().kinds() == {("bad_checkpoint", 9)}
 
 
-def test_a_checkpoint_by_another_key_is_found(log: AuditLog, filled: list[str], db_path: Path,
+def test_a_checkpoint_by_another_key_is_found(log: AuditLog, filled: list[str], scratch_db: ScratchDatabase,
                                               tmp_path: Path) -> None:
     other = CheckpointSigner.load_or_create(tmp_path / "other.pem", "pictor.test")
-    root_hex = sql(db_path, "SELECT root FROM audit_checkpoints WHERE size = 5")[0][0]
-    sql(db_path, "UPDATE audit_checkpoints SET note = ? WHERE size = 5",
+    root_hex = scratch_db.sql("SELECT root FROM audit_checkpoints WHERE size = 5")[0][0]
+    scratch_db.sql("UPDATE audit_checkpoints SET note = ? WHERE size = 5",
         other.sign(5, bytes.fromhex(root_hex), origin=ORIGIN))
     assert log.verify().kinds() == {("bad_checkpoint", 5)}
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pictor.storage.errors import StorageError
+from pictor.storage.locks import AUDIT_RESERVATIONS, hold_until_commit
 from pictor.storage.prompt_salts import add_salts
 from pictor.storage.tables import AuditCheckpointRow, AuditEntryRow, UTCDateTime, utcnow
 from pictor.storage.transactions import Transactions
@@ -68,35 +69,30 @@ class AuditLogQueries(Transactions):
     def reserve_audit(self, count: int = 1) -> list[int]:
         """Insert `count` pending entries with consecutive indexes and return the indexes.
 
-        The first row is inserted by one INSERT ... SELECT max + 1 statement, so the transaction holds the
-        write lock before it reads the maximum (SQLite serialises writers); a rare clash of two concurrent
-        writers elsewhere (PostgreSQL) fails on the primary key and is retried.
+        The first row is inserted by one INSERT ... SELECT max + 1 statement, so on SQLite the transaction holds the
+        write lock before it reads the maximum; on PostgreSQL an advisory lock held until commit serialises
+        reservations instead (without it, concurrent writers read the same maximum and clash on the primary key).
         """
         if count < 1:
             raise ValueError("reserve at least one audit entry")
         table = AuditEntryRow.__table__
-        for attempt in range(8):
-            try:
-                with self._transaction() as session:
-                    now = utcnow()
-                    next_index = select(
-                        func.coalesce(func.max(table.c.idx), -1) + 1,
-                        literal("pending"),
-                        literal(now, UTCDateTime()),
-                    )
-                    first = session.execute(
-                        insert(table).from_select(["idx", "status", "created"], next_index).returning(table.c.idx)
-                    ).scalar_one()
-                    if count > 1:
-                        session.execute(
-                            insert(table),
-                            [{"idx": first + i, "status": "pending", "created": now} for i in range(1, count)],
-                        )
-                    return list(range(first, first + count))
-            except IntegrityError:
-                if attempt == 7:
-                    raise
-        raise AssertionError("unreachable")
+        with self._transaction() as session:
+            hold_until_commit(session, AUDIT_RESERVATIONS)
+            now = utcnow()
+            next_index = select(
+                func.coalesce(func.max(table.c.idx), -1) + 1,
+                literal("pending"),
+                literal(now, UTCDateTime()),
+            )
+            first = session.execute(
+                insert(table).from_select(["idx", "status", "created"], next_index).returning(table.c.idx)
+            ).scalar_one()
+            if count > 1:
+                session.execute(
+                    insert(table),
+                    [{"idx": first + i, "status": "pending", "created": now} for i in range(1, count)],
+                )
+            return list(range(first, first + count))
 
     def finalise_audit(self, items: Sequence[AuditItem], salts: Mapping[str, str] | None = None) -> None:
         """Finalise reserved entries that belong to no image (a refused request, an administrative event)."""
@@ -161,16 +157,21 @@ class AuditLogQueries(Transactions):
             return 0 if highest is None else highest + 1
 
     def audit_size(self) -> int:
-        """The length of the longest prefix 0..n-1 of entries that exist and are not pending."""
+        """The length of the longest prefix 0..n-1 of entries that exist and are not pending.
+
+        One statement, so one snapshot: on PostgreSQL each statement of a transaction sees what was committed
+        before it, and a reservation committed between two reads would count as part of the prefix.
+        """
+        index = AuditEntryRow.index
+        after = index + 1
+        first_pending = select(func.min(index)).where(AuditEntryRow.status == "pending").scalar_subquery()
+        first_missing = select(func.min(after)).where(after.not_in(select(index))).scalar_subquery()
+        has_first = select(index).where(index == 0).exists()
         with self._transaction() as session:
-            first_pending = session.scalar(
-                select(func.min(AuditEntryRow.index)).where(AuditEntryRow.status == "pending")
-            )
-            if session.get(AuditEntryRow, 0) is None:
+            pending, missing, started = session.execute(select(first_pending, first_missing, has_first)).one()
+            if not started:
                 return 0
-            after = AuditEntryRow.index + 1
-            first_missing = session.scalar(select(func.min(after)).where(after.not_in(select(AuditEntryRow.index))))
-            return min(first_missing, first_pending if first_pending is not None else first_missing)
+            return missing if pending is None else min(missing, pending)
 
     def add_checkpoint(self, size: int, root_hex: str, note: str) -> AuditCheckpoint:
         """Store a signed checkpoint; storing the same size again keeps the first (same root) one."""
