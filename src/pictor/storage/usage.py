@@ -8,23 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from pictor.storage.tables import FileRow, ImageJobRow, ImageRow, RateWindowRow, SessionRow, TenantUsageRow
 from pictor.storage.transactions import Transactions
 
 
-def _ensure_row(session: Session, row: Any) -> None:
-    """Add `row` (a counter at zero) unless its primary key is there; another process adding it first is fine."""
-    mapper = type(row).__mapper__
-    if session.get(type(row), tuple(getattr(row, column.key) for column in mapper.primary_key)) is None:
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:
-            pass
+def _ensure_row(session: Session, table: Table, row: dict[str, Any]) -> None:
+    """Add `row` (a counter at zero) unless its primary key is there; another process adding it first is fine.
+
+    INSERT ... ON CONFLICT DO NOTHING, which SQLite and PostgreSQL both understand: one statement, and no failed
+    insert to catch (on PostgreSQL a racing insert waits for the other transaction, then does nothing)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(insert(table).values(**row).on_conflict_do_nothing())
 
 
 class UsageQueries(Transactions):
@@ -37,7 +35,7 @@ class UsageQueries(Transactions):
         added, else the name of the limit ("images" or "steps") that it would pass."""
         table = TenantUsageRow.__table__
         with self._transaction() as session:
-            _ensure_row(session, TenantUsageRow(tenant_id=tenant_id, day=day, images=0, steps=0))
+            _ensure_row(session, table, {"tenant_id": tenant_id, "day": day, "images": 0, "steps": 0})
             conditions = [table.c.tenant_id == tenant_id, table.c.day == day]
             if max_images is not None:
                 conditions.append(table.c.images + images <= max_images)
@@ -56,7 +54,7 @@ class UsageQueries(Transactions):
         table = RateWindowRow.__table__
         with self._transaction() as session:
             session.execute(delete(table).where(table.c.subject == subject, table.c.minute < minute))
-            _ensure_row(session, RateWindowRow(subject=subject, minute=minute, work=0))
+            _ensure_row(session, table, {"subject": subject, "minute": minute, "work": 0})
             done = session.execute(update(table).where(
                 table.c.subject == subject, table.c.minute == minute, table.c.work + work <= limit)
                 .values(work=table.c.work + work))
