@@ -53,7 +53,20 @@ def link_secret(data_dir: Path) -> bytes:
 
 
 def default_registry(settings: Settings) -> ModelRegistry:
-    """The embedded model (the default unless an operator's model says otherwise) and the operator's models."""
+    """The models this process serves: its own (`local_registry`), or a Ray Serve application's replicas."""
+    if settings.engine == "ray":
+        from pictor.ray_engine import connect
+
+        registry = ModelRegistry()
+        for backend, default in connect(settings):
+            registry.register(backend, default=default, max_batch=settings.max_batch, step_batching=False)
+        return registry
+    return local_registry(settings)
+
+
+def local_registry(settings: Settings) -> ModelRegistry:
+    """The embedded model (the default unless an operator's model says otherwise) and the operator's models, in
+    this process (a server's own, or a Ray Serve replica's)."""
     from pictor.embedded import WEIGHTS_DIR
     from pictor.engine.embedded_backend import EmbeddedBackend
     from pictor.engine.placement import apply_cpu_threads

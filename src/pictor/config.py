@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     # see engine/models_file.py); PATH is a folder, a single-file checkpoint, or a hub id where online.
     models: list[str] = []
     models_file: Path | None = None
+    # Where the models run: "local" (in this process) or "ray" (replicas of a Ray Serve application, started by
+    # `pictor engine`, shared by every API process; see pictor/ray_engine.py).
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None  # the Ray cluster to join; default: the one running on this machine
+    ray_app: str = "pictor-engine"  # the Serve application's name
+    ray_replicas: int = 1
+    ray_cpus_per_replica: float = 1.0
+    ray_gpus_per_replica: float = 0.0  # 0 where there is no GPU: a replica asking for one would never start
     rate_limit_per_minute: int = 0  # requests per API key, in this process; 0 = unlimited
     # Work (images x megapixels x steps) per minute, shared by every process on the database; 0 = unlimited. A
     # tenant's `work_per_minute` quota replaces the tenant default.

@@ -15,6 +15,7 @@ from pictor.cli import (
     bench,
     dataset,
     edit,
+    engine,
     generate,
     keys,
     models,
@@ -27,7 +28,8 @@ from pictor.cli import (
 )
 
 # In the order `pictor --help` lists them.
-COMMANDS = (generate, edit, train, bench, serve, keys, verify, audit, replay, tenants, sweep, batch, dataset, models)
+COMMANDS = (generate, edit, train, bench, serve, engine, keys, verify, audit, replay, tenants, sweep, batch, dataset,
+            models)
 
 
 def build_parser() -> argparse.ArgumentParser:

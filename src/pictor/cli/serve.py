@@ -14,6 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int)
     add_installation_options(parser)
     parser.add_argument("--keyless", action="store_true", help="local demo: requests need no key")
+    parser.add_argument("--engine", choices=("local", "ray"),
+                        help="where the models run: in this process (default) or on the replicas `pictor engine` "
+                             "runs on Ray Serve")
     add_operator_models(parser)
     parser.set_defaults(func=run)
 
@@ -26,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from pictor.api.security import DEMO_TENANT
     from pictor.assembly import Installation
 
-    settings = settings_from(args)
+    settings = settings_from(args, engine=args.engine)
     with closing(Installation.open(settings)) as installation:
         database = installation.database
         hint = "keys: `pictor keys create --tenant NAME [--role ROLE]` prints a new one"

@@ -1,0 +1,54 @@
+"""Model replicas on Ray Serve behind two API processes (`pictor engine`, `pictor serve --engine ray`), all on
+loopback in a network namespace of their own: the scenario is tests/cluster/ray_scenario.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCENARIO = Path(__file__).with_name("ray_scenario.py")
+
+
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory) -> dict:
+    if shutil.which("unshare") is None:
+        pytest.fail("the Ray tests run in a network namespace of their own: install util-linux (`unshare`)")
+    root = tmp_path_factory.mktemp("ray")
+    out = root / "seen.json"
+    # Only loopback exists in the namespace, and it starts down.
+    command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', sys.executable, str(SCENARIO),
+               str(root), str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert out.exists(), f"the scenario failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    seen = json.loads(out.read_text())
+    assert "error" not in seen, seen["error"] + "\n" + "\n".join(f"--- {name}\n{text}"
+                                                                for name, text in seen["logs"].items())
+    return seen
+
+
+def test_the_api_processes_serve_the_replicas_models(seen):
+    assert "pictor-embedded" in seen["models"]
+
+
+def test_a_seed_makes_the_same_image_through_either_api_process(seen):
+    assert seen["same_seed_same_pixels"] and seen["validation"] == "passed"
+
+
+def test_concurrent_requests_across_both_processes_succeed(seen):
+    assert seen["concurrent"] == [200] * 8
+
+
+def test_previews_stream_through_the_replica_and_an_edit_works(seen):
+    assert seen["stream"].count("image_generation.partial_image") >= 1
+    assert seen["stream"][-1] == "image_generation.completed"
+    assert seen["edit"] == 200
+
+
+def test_a_client_that_goes_away_cancels_the_replicas_work(seen):
+    assert "image_generation.completed" not in seen["cancelled_stream"]
+    assert seen["replica_calls_cancelled"] >= 1
