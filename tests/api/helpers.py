@@ -53,6 +53,7 @@ class Server:
     process: subprocess.Popen
     log_path: Path
     demo_key: str
+    database_url: str | None = None  # PICTOR_DATABASE_URL; None: SQLite in the data folder
     _keys: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -67,7 +68,7 @@ class Server:
 
     def new_key(self, tenant: str) -> str:
         """A fresh key for a tenant (created if missing), through the storage API on the server's database."""
-        database = Database(DataDir.resolve(self.data_dir).database_url)
+        database = Database(self.database_url or DataDir.resolve(self.data_dir).database_url)
         try:
             return database.create_key(database.ensure_tenant(tenant).id, label="test").plaintext
         finally:
@@ -117,12 +118,14 @@ class Server:
 
 
 def start_server(root: Path, extra_env: dict[str, str] | None = None, extra_args: tuple[str, ...] = (),
-                 command: list[str] | None = None, startup_timeout_s: float = STARTUP_TIMEOUT_S) -> Server:
+                 command: list[str] | None = None, startup_timeout_s: float = STARTUP_TIMEOUT_S,
+                 data_dir: Path | None = None, log_name: str = "serve.log") -> Server:
     """`pictor serve --data-dir root/data --port P`; returns once /readyz answers 200 (within `startup_timeout_s`:
-    the GPU benchmark's models load and compile for longer than the tests' tiny ones)."""
+    the GPU benchmark's models load and compile for longer than the tests' tiny ones). Processes that share a data
+    folder (and a database) pass it as `data_dir`, each with a log of its own."""
     port = free_port()
-    data_dir = root / "data"
-    log_path = root / "serve.log"
+    data_dir = data_dir or root / "data"
+    log_path = root / log_name
     inherited = {name: value for name, value in os.environ.items() if not name.startswith("PICTOR_")}
     env = {**inherited, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     with open(log_path, "wb") as log:
@@ -145,7 +148,7 @@ def start_server(root: Path, extra_env: dict[str, str] | None = None, extra_args
         time.sleep(0.25)
     match = KEY_LINE.search(log_path.read_text())
     server = Server(url=url, data_dir=data_dir, process=process, log_path=log_path,
-                    demo_key=match[1] if match else "")
+                    demo_key=match[1] if match else "", database_url=env.get("PICTOR_DATABASE_URL"))
     return server
 
 

@@ -197,8 +197,8 @@ def test_events_follow_a_job_to_its_end(http):
         wait_for(http, other["id"])
 
 
-def test_fairness_priority_then_round_robin_then_age(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'jobs.db'}")
+def test_fairness_priority_then_round_robin_then_age(scratch_db):
+    database = Database(scratch_db.url)
     store = JobStore(database)
     tenants = {name: database.create_tenant(name).id for name in "ABC"}
     names = {}
@@ -222,9 +222,10 @@ def test_fairness_priority_then_round_robin_then_age(tmp_path):
     database.close()
 
 
-def test_a_killed_server_finishes_every_job_after_restart(tmp_path):
-    """SIGKILL while jobs are queued and running; the restarted server runs them all, and the audit log verifies."""
-    env = {"PICTOR_JOB_WORKERS": "1"}
+def test_a_killed_server_finishes_every_job_after_restart(tmp_path, scratch_db):
+    """SIGKILL while jobs are queued and running; the restarted server runs them all, and the audit log verifies
+    (on SQLite and on PostgreSQL)."""
+    env = {"PICTOR_JOB_WORKERS": "1", "PICTOR_DATABASE_URL": scratch_db.url}
     first = start_server(tmp_path, env)
     key = first.demo_key
     headers = {"authorization": f"Bearer {key}"}
@@ -240,8 +241,7 @@ def test_a_killed_server_finishes_every_job_after_restart(tmp_path):
     finally:
         first.process.kill()
         first.process.wait(timeout=20)
-    with closing(sqlite3.connect(first.data_dir / "pictor.db")) as db:
-        left = dict(db.execute("SELECT id, status FROM image_jobs").fetchall())
+    left = dict(scratch_db.sql("SELECT id, status FROM image_jobs"))
     assert "running" in left.values() and set(left.values()) <= {"running", "queued", "succeeded"}, left
 
     second = start_server(tmp_path, env)
@@ -255,14 +255,15 @@ def test_a_killed_server_finishes_every_job_after_restart(tmp_path):
         assert "jobs interrupted by a stop: 1 queued again" in second.log()
     finally:
         second.stop()
-    verified = run_cli("audit", "verify", "--data-dir", str(second.data_dir))
+    verified = run_cli("audit", "verify", "--data-dir", str(second.data_dir),
+                       env={"PICTOR_DATABASE_URL": scratch_db.url})
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "Traceback" not in second.log(), second.log()
 
 
-def test_jobs_that_cannot_be_resumed_fail_with_a_reason(tmp_path):
+def test_jobs_that_cannot_be_resumed_fail_with_a_reason(tmp_path, scratch_db):
     """A job interrupted by too many crashes, and one whose input blob has gone, end `failed`, never stuck."""
-    database = Database(f"sqlite:///{tmp_path / 'jobs.db'}")
+    database = Database(scratch_db.url)
     store = JobStore(database)
     tenant = database.create_tenant("T").id
     store.add_job("job_crashy", tenant, None, "/v1/images/generations", SMALL, [], 0, {})
@@ -281,10 +282,10 @@ def test_jobs_that_cannot_be_resumed_fail_with_a_reason(tmp_path):
     database.close()
 
 
-def test_progress_only_rises_while_reports_race(tmp_path):
+def test_progress_only_rises_while_reports_race(scratch_db):
     """Progress reports of a job's images are written from threads and may land out of order: the stored value
     never goes back (a restart's new run starts again from 0 when it claims the job)."""
-    database = Database(f"sqlite:///{tmp_path / 'jobs.db'}")
+    database = Database(scratch_db.url)
     store = JobStore(database)
     tenant = database.create_tenant("P").id
     store.add_job("job_p", tenant, None, "/v1/images/generations", SMALL, [], 0, {})
