@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from pictor.storage.locks import SCHEMA_MIGRATIONS, hold_until_commit
@@ -45,8 +45,11 @@ class Transactions:
     """One SQLAlchemy engine (any URL; SQLite is the default), migrated to the newest schema when opened."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
-        self.engine = create_engine(url, echo=echo)
-        if self.engine.dialect.name == "sqlite":
+        sqlite = make_url(url).get_backend_name() == "sqlite"
+        # A database server restarts or fails over and cuts the pool's connections: test each before use (a file
+        # database has no connection to lose).
+        self.engine = create_engine(url, echo=echo, pool_pre_ping=not sqlite)
+        if sqlite:
             _enable_sqlite_pragmas(self.engine)
         with self.engine.connect() as connection:
             _lock_schema(connection)
