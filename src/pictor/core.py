@@ -3,7 +3,8 @@
 They are plain frozen dataclasses so that any layer (api, service, engine, governance, storage)
 can pass them around without importing each other. Wire-level parsing (OpenAI field aliases,
 `standard`/`hd`, data URLs) belongs to `api/schemas`; these types hold canonical values only and
-check the invariants that every consumer relies on.
+check the invariants that every consumer relies on. ImageJob's checks are the request rules, stated
+once: a broken rule is an `InvalidJob` naming the parameter and a code, which the API answers as a 400.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ Background = Literal["auto", "transparent", "opaque"]
 ModerationLevel = Literal["auto", "low"]
 Stage = Literal["input", "output"]
 
-_SIZE = re.compile(r"^(auto|[1-9][0-9]*x[1-9][0-9]*)$")
+# Bounds of a job's counted fields; the API's wire models take them from here, so its OpenAPI document says them.
+MAX_COMPRESSION = 100
+MAX_CANDIDATES = 8
+MIN_FRAMES, MAX_FRAMES = 2, 16
+
+_SIZE = re.compile(r"([1-9][0-9]*)x([1-9][0-9]*)")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -55,14 +61,63 @@ def new_image_id() -> str:
     return f"img_{secrets.token_hex(12)}"
 
 
+class Refusal(Exception):
+    """A request refused, in the terms of the OpenAI error object: a message for the user, the parameter at fault
+    and a stable code. It lives here, below every layer, so that ImageJob's own checks are refusals like the
+    service's (service/errors.py names this class ServiceError) and reach the caller as the same 400."""
+
+    kind = "invalid_request"
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None,
+                 details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+        self.details = details  # extra fields for the error object (e.g. moderation_details)
+
+
+class InvalidJob(Refusal, ValueError):
+    """A job that breaks one of ImageJob's rules (also a ValueError: its values are wrong)."""
+
+    def __init__(self, message: str, param: str | None, code: str = "invalid_value"):
+        super().__init__(message, param, code)
+
+
+def parse_size(size: str) -> tuple[int, int] | None:
+    """(width, height) of a `size`, None for 'auto': the one reading of WIDTHxHEIGHT, so that what a request may
+    say is what the planner resolves. The bounds a model can make are the planner's (service/planning)."""
+    if size == "auto":
+        return None
+    match = _SIZE.fullmatch(size)  # fullmatch: '$' would let a trailing newline through
+    if match is None:
+        raise InvalidJob(f"Invalid size '{size}': use 'auto' or WIDTHxHEIGHT, e.g. 1024x1024.", "size",
+                         "invalid_size")
+    return int(match[1]), int(match[2])
+
+
 def _check_choice(name: str, value: object, allowed: Any) -> None:
     if value not in get_args(allowed):
         raise ValueError(f"{name} must be one of {get_args(allowed)}, got {value!r}")
 
 
+def _check_job_choice(name: str, value: object, allowed: Any) -> None:
+    if value not in get_args(allowed):
+        raise InvalidJob(f"Invalid value for '{name}': {value!r}; use one of {', '.join(get_args(allowed))}.", name)
+
+
+def _check_range(name: str, value: int | None, low: int, high: int) -> None:
+    if value is not None and not low <= value <= high:
+        raise InvalidJob(f"Invalid value for '{name}': {value}; use {low}..{high}.", name)
+
+
 @dataclass(frozen=True)
 class ImageJob:
-    """One validated request; everything downstream trusts it instead of re-checking wire fields."""
+    """One validated request; everything downstream trusts it instead of re-checking wire fields.
+
+    Its checks are the request rules, stated once: the API's wire models parse (types, aliases, the fields only
+    the wire has) and leave these to it, and a session turn or a command-line job meets the same rules.
+    """
 
     kind: JobKind
     prompt: str = ""
@@ -91,46 +146,63 @@ class ImageJob:
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", JobKind(self.kind))
         object.__setattr__(self, "images", tuple(self.images))
-        if not _SIZE.match(self.size):
-            raise ValueError(f"size must be 'auto' or 'WxH', got {self.size!r}")
+        parse_size(self.size)
+        self._check_values()
+        self._check_output()
+        self._check_inputs()
+
+    def _check_values(self) -> None:
+        """Each field on its own."""
         if self.n < 1:
-            raise ValueError(f"n must be >= 1, got {self.n}")
-        if not 0 <= self.output_compression <= 100:
-            raise ValueError(f"output_compression must be in 0..100, got {self.output_compression}")
-        _check_choice("quality", self.quality, Quality)
-        _check_choice("output_format", self.output_format, ImageFormat)
-        _check_choice("background", self.background, Background)
-        _check_choice("moderation", self.moderation, ModerationLevel)
-        if self.background == "transparent" and self.output_format == "jpeg":
-            raise ValueError("background 'transparent' needs output_format png or webp")
-        if self.kind is JobKind.GENERATE and (self.images or self.mask is not None):
-            raise ValueError("a generate job takes no input images or mask")
-        if self.kind is JobKind.EDIT and not self.images:
-            raise ValueError("an edit job needs at least one input image")
-        if self.kind is JobKind.VARIATION and (len(self.images) != 1 or self.mask is not None):
-            raise ValueError("a variation job takes exactly one input image and no mask")
-        if self.kind is not JobKind.VARIATION and not self.prompt:
-            raise ValueError(f"a {self.kind.value} job needs a prompt")
+            raise InvalidJob(f"Invalid value for 'n': {self.n}; at least 1 image.", "n")
+        _check_range("output_compression", self.output_compression, 0, MAX_COMPRESSION)
+        _check_job_choice("quality", self.quality, Quality)
+        _check_job_choice("output_format", self.output_format, ImageFormat)
+        _check_job_choice("background", self.background, Background)
+        _check_job_choice("moderation", self.moderation, ModerationLevel)
         if self.complexity is not None:
-            _check_choice("complexity", self.complexity, Complexity)
-        if self.candidates is not None and not 1 <= self.candidates <= 8:
-            raise ValueError(f"candidates must be in 1..8, got {self.candidates}")
-        if self.output_format == "svg" and self.n != 1:
-            raise ValueError("output_format 'svg' makes one image (n=1)")
-        if (self.frame_count is not None or self.frame_duration_ms is not None) and self.output_format != "gif":
-            raise ValueError("frame_count and frame_duration_ms need output_format 'gif'")
-        if self.frame_count is not None and not 2 <= self.frame_count <= 16:
-            raise ValueError(f"frame_count must be in 2..16, got {self.frame_count}")
-        if self.markup is not None and (self.kind is not JobKind.EDIT or self.mask is not None):
-            raise ValueError("markup guides an edit and cannot be combined with a mask")
+            _check_job_choice("complexity", self.complexity, Complexity)
+        _check_range("candidates", self.candidates, 1, MAX_CANDIDATES)
+        _check_range("frame_count", self.frame_count, MIN_FRAMES, MAX_FRAMES)
+
+    def _check_output(self) -> None:
+        """What each output format allows (upstream's refusals for gif and svg, reference: "Newer fields")."""
+        fmt = self.output_format
+        if (self.frame_count is not None or self.frame_duration_ms is not None) and fmt != "gif":
+            param = "frame_count" if self.frame_count is not None else "frame_duration_ms"
+            raise InvalidJob(f"{param} is only supported with output_format 'gif'.", param)
+        if fmt == "svg" and self.n != 1:
+            raise InvalidJob("SVG output makes one image: n must be 1.", "n")
+        if fmt in ("gif", "svg") and self.background == "transparent":
+            raise InvalidJob(f"{fmt.upper()} output is opaque here: use png or webp for a transparent background.",
+                             "background")
+        if fmt == "jpeg" and self.background == "transparent":
+            raise InvalidJob("A transparent background needs output_format png or webp.", "background")
+        if fmt == "gif" and (self.mask is not None or self.markup is not None):
+            param = "mask" if self.mask is not None else "markup"
+            raise InvalidJob("GIF output does not support masks (or markup).", param)
+
+    def _check_inputs(self) -> None:
+        """What each kind of job takes."""
+        if self.markup is not None and self.mask is not None:
+            raise InvalidJob("markup cannot be combined with mask.", "markup")
+        if self.markup is not None and self.kind is not JobKind.EDIT:
+            raise InvalidJob("markup guides an edit: send it with an input image.", "markup")
+        if self.kind is JobKind.GENERATE and self.images:
+            raise InvalidJob("A generation takes no input images.", "image")
+        if self.kind is not JobKind.EDIT and self.mask is not None:
+            raise InvalidJob(f"A mask goes with an edit, not a {self.kind.value}.", "mask")
+        if self.kind is JobKind.EDIT and not self.images:
+            raise InvalidJob("An edit needs at least one input image.", "image", "missing_image")
+        if self.kind is JobKind.VARIATION and len(self.images) != 1:
+            raise InvalidJob("A variation takes exactly one input image.", "image")
+        if self.kind is not JobKind.VARIATION and not self.prompt:
+            raise InvalidJob(f"A {self.kind.value} job needs a prompt.", "prompt")
 
     @property
     def dimensions(self) -> tuple[int, int] | None:
         """(width, height) for an explicit size, None for 'auto' (the service resolves it)."""
-        if self.size == "auto":
-            return None
-        width, height = self.size.split("x")
-        return int(width), int(height)
+        return parse_size(self.size)
 
     def parameters(self) -> dict[str, Any]:
         """A JSON-safe record of the job for metadata and cache keys: inputs appear as content hashes."""

@@ -67,6 +67,7 @@ def png_header_bomb(width: int, height: int) -> bytes:
     ({"size": "4096x1024"}, "invalid_size", "size"),  # ratio over 3:1
     ({"size": "8192x8192"}, "invalid_size", "size"),
     ({"size": "big"}, "invalid_size", "size"),
+    ({"size": "64x64\n"}, "invalid_size", "size"),  # a size is the whole string (one parser, core.parse_size)
     ({"quality": "ultra"}, "invalid_value", "quality"),
     ({"output_format": "bmp"}, "invalid_value", "output_format"),  # gif and svg are formats now (issue 11)
     ({"output_format": "png", "output_compression": 50}, "invalid_value", "output_compression"),

@@ -147,6 +147,8 @@ def sessions_count(server) -> int:
     ({"tools": [{**TOOL, "sise": "64x64"}]}, 400, "tools[0].sise", "unknown_parameter"),
     ({"tools": [{**TOOL, "output_format": "gif"}]}, 400, "tools[0].output_format", "invalid_value"),
     ({"tools": [{**TOOL, "size": "7x7"}]}, 400, "tools[0].size", "invalid_size"),
+    ({"tools": [{**TOOL, "output_format": "jpeg", "background": "transparent"}]}, 400, "tools[0].background",
+     "invalid_value"),
     ({"tools": [TOOL], "previous_response_id": "resp_0123456789abcdef01234567"}, 404, "previous_response_id",
      "not_found"),
     ({"tools": [TOOL], "input": "explicit porn scene in a hotel room"}, 400, None, "moderation_blocked"),

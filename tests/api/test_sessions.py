@@ -215,6 +215,10 @@ def test_a_masked_turn_keeps_every_pixel_outside_the_mask(http):
     ({"text": "a red circle", "action": "generate", "mask": "data:image/png;base64,AAAA"}, 400, "mask",
      "invalid_value"),
     ({"text": "make it red", "colour": "red"}, 400, "colour", "unknown_parameter"),
+    # ImageJob's own rules name their parameter for a turn too (they were param None, code invalid_value)
+    ({"text": "a red circle", "size": "big"}, 400, "size", "invalid_size"),
+    ({"text": "a red circle", "output_format": "jpeg", "background": "transparent"}, 400, "background",
+     "invalid_value"),
 ])
 def test_bad_turns_are_refused_and_change_nothing(server, http, fields, status, param, code):
     session_id = new_session(http)

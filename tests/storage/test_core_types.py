@@ -1,6 +1,7 @@
 import pytest
 
-from pictor.core import Artifact, Decision, ImageJob, JobKind, new_image_id, sha256_hex
+from pictor.core import Artifact, Decision, ImageJob, InvalidJob, JobKind, new_image_id, parse_size, sha256_hex
+from pictor.service.errors import ServiceError
 
 
 def test_generate_job_defaults_and_dimensions() -> None:
@@ -63,3 +64,38 @@ def test_decision_records_rules() -> None:
     assert decision.blocked and decision.rule_ids == ("violence.gore",)
     with pytest.raises(ValueError):
         Decision(allowed=True, stage="middle")
+
+
+@pytest.mark.parametrize(("fields", "param", "code"), [
+    ({"kind": "generate", "prompt": "x", "size": "big"}, "size", "invalid_size"),
+    ({"kind": "generate", "prompt": "x", "n": 0}, "n", "invalid_value"),
+    ({"kind": "generate", "prompt": "x", "quality": "ultra"}, "quality", "invalid_value"),
+    ({"kind": "generate", "prompt": "x", "background": "transparent", "output_format": "jpeg"}, "background",
+     "invalid_value"),
+    ({"kind": "generate", "prompt": "x", "background": "transparent", "output_format": "gif"}, "background",
+     "invalid_value"),
+    ({"kind": "generate", "prompt": "x", "output_format": "svg", "n": 2}, "n", "invalid_value"),
+    ({"kind": "generate", "prompt": "x", "frame_duration_ms": 100}, "frame_duration_ms", "invalid_value"),
+    ({"kind": "generate", "prompt": "x", "output_format": "gif", "frame_count": 17}, "frame_count", "invalid_value"),
+    ({"kind": "generate", "prompt": "x", "candidates": 9}, "candidates", "invalid_value"),
+    ({"kind": "edit", "prompt": "x", "images": (b"a",), "mask": b"m", "output_format": "gif"}, "mask",
+     "invalid_value"),
+    ({"kind": "edit", "prompt": "x", "images": (b"a",), "mask": b"m", "markup": b"k"}, "markup", "invalid_value"),
+    ({"kind": "generate", "prompt": "x", "mask": b"m"}, "mask", "invalid_value"),
+    ({"kind": "edit", "prompt": "x"}, "image", "missing_image"),
+    ({"kind": "generate", "prompt": ""}, "prompt", "invalid_value"),
+])
+def test_a_broken_rule_names_its_parameter_and_code(fields: dict, param: str, code: str) -> None:
+    """The OpenAI error's `param` and `code`, whichever layer built the job (the API answers them as a 400)."""
+    with pytest.raises(InvalidJob) as refused:
+        ImageJob(**fields)
+    assert (refused.value.param, refused.value.code) == (param, code)
+    assert isinstance(refused.value, ServiceError)  # caught and reported like every other refusal
+
+
+def test_sizes_have_one_reading() -> None:
+    assert parse_size("auto") is None
+    assert parse_size("1536x1024") == (1536, 1024)
+    for bad in ("big", "0x16", "16x", "x16", "16X16", " 16x16", "16x16\n", "-16x16", "16x16x16", "１６x16"):
+        with pytest.raises(InvalidJob):
+            parse_size(bad)

@@ -3,27 +3,42 @@
 Unknown fields are refused (400 unknown_parameter) rather than ignored, so a typo never silently
 changes what is made. Pictor's additions are optional: `seed` in requests; `id`, `seed` and
 `unknown_words` on each returned image.
+
+These models parse: types, the enumerations and bounds core.py defines (so the OpenAPI document states them), and
+the rules of fields only the wire has (streaming, response_format, the svg object, an output_compression sent with
+a format that has none). What a job may be is ImageJob's to check (core.py), once for every way in.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pictor.core import ImageJob, JobKind
+from pictor.core import (
+    MAX_CANDIDATES,
+    MAX_COMPRESSION,
+    MAX_FRAMES,
+    MIN_FRAMES,
+    Background,
+    Complexity,
+    ImageFormat,
+    ImageJob,
+    JobKind,
+    ModerationLevel,
+    Quality,
+)
 from pictor.service.animation import MAX_FRAME_DURATION_MS
 from pictor.service.errors import InvalidRequest
 from pictor.service.images import ImagesResult
 from pictor.service.planning import MAX_PROMPT_CHARS
 
-QualityIn = Literal["auto", "low", "medium", "high", "xhigh", "max", "standard", "hd"]
+QualityIn = Literal[Quality, "standard", "hd"]  # dall-e-3's names too
 LEGACY_QUALITY = {"standard": "medium", "hd": "high"}
-_SIZE = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
+MAX_IMAGES_PER_REQUEST = 10  # upstream's `n` limit; a job itself may make more (the command line)
 
 
 # The largest integer a database column holds (SQLite and PostgreSQL BIGINT): bigger offsets and indexes are a 400.
@@ -52,19 +67,19 @@ class _Common(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
-    n: int = Field(1, ge=1, le=10)
-    size: str = "auto"
+    n: int = Field(1, ge=1, le=MAX_IMAGES_PER_REQUEST)
+    size: str = "auto"  # parsed by ImageJob (core.parse_size)
     quality: QualityIn = "auto"
-    background: Literal["auto", "transparent", "opaque"] = "auto"
-    output_format: Literal["png", "jpeg", "webp", "gif", "svg"] = "png"
-    output_compression: int | None = Field(None, ge=0, le=100)
-    complexity: Literal["low", "medium", "high"] | None = None
-    frame_count: int | None = Field(None, ge=2, le=16)
+    background: Background = "auto"
+    output_format: ImageFormat = "png"
+    output_compression: int | None = Field(None, ge=0, le=MAX_COMPRESSION)
+    complexity: Complexity | None = None
+    frame_count: int | None = Field(None, ge=MIN_FRAMES, le=MAX_FRAMES)
     frame_duration_ms: int | None = Field(None, ge=1, le=MAX_FRAME_DURATION_MS)
     svg: SvgOptions | None = None
     safety_identifier: str | None = None
-    candidates: int | None = Field(None, ge=1, le=8)  # Pictor's: best of this many (overrides complexity's)
-    moderation: Literal["auto", "low"] = "auto"
+    candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES)  # Pictor's: best of this many (beats complexity)
+    moderation: ModerationLevel = "auto"
     response_format: Literal["b64_json", "url"] | None = None
     stream: bool = False
     partial_images: int = Field(0, ge=0, le=3)
@@ -72,62 +87,35 @@ class _Common(BaseModel):
     seed: int | None = Field(None, ge=0, lt=2**63 - 16)
 
     def checked(self) -> None:
-        if self.size != "auto" and not _SIZE.match(self.size):
-            raise InvalidRequest(f"Invalid size '{self.size}': use 'auto' or WIDTHxHEIGHT, e.g. 1024x1024.", "size",
-                                 "invalid_size")
-        if self.output_compression is not None and self.output_format not in ("jpeg", "webp"):
+        """The rules of the fields only the wire has (ImageJob checks the rest)."""
+        fmt = self.output_format
+        if self.output_compression is not None and fmt not in ("jpeg", "webp"):
             raise InvalidRequest("output_compression applies to jpeg and webp only.", "output_compression",
                                  "invalid_value")
-        self._check_newer_formats()
-        if self.background == "transparent" and self.output_format == "jpeg":
-            raise InvalidRequest("A transparent background needs output_format png or webp.", "background",
-                                 "invalid_value")
-        if self.stream and self.response_format == "url":
-            raise InvalidRequest("Streaming returns b64_json images; response_format 'url' cannot stream.",
-                                 "response_format", "invalid_value")
-
-    def _check_newer_formats(self) -> None:
-        """The refusals upstream documents for gif and svg output (reference: "Newer fields")."""
-        fmt = self.output_format
-        if (self.frame_count is not None or self.frame_duration_ms is not None) and fmt != "gif":
-            param = "frame_count" if self.frame_count is not None else "frame_duration_ms"
-            raise InvalidRequest(f"{param} is only supported with output_format 'gif'.", param, "invalid_value")
         if self.svg is not None and fmt != "svg":
             raise InvalidRequest("The svg object requires output_format 'svg'.", "svg", "invalid_value")
         if self.svg is not None and self.svg.model not in SVG_MODELS:
             raise InvalidRequest(f"Unknown SVG author '{self.svg.model}'; this server has {', '.join(SVG_MODELS)}.",
                                  "svg.model", "model_not_found")
-        if fmt not in ("gif", "svg"):
-            return
-        if fmt == "svg" and self.n != 1:
-            raise InvalidRequest("SVG output makes one image: n must be 1.", "n", "invalid_value")
-        if self.stream or self.partial_images:
+        if fmt in ("gif", "svg") and (self.stream or self.partial_images):
             param = "stream" if self.stream else "partial_images"
             raise InvalidRequest(f"{fmt.upper()} output does not support streaming or partial images.", param,
                                  "invalid_value")
-        if self.background == "transparent":
-            raise InvalidRequest(f"{fmt.upper()} output is opaque here: use png or webp for a transparent background.",
-                                 "background", "invalid_value")
+        if self.stream and self.response_format == "url":
+            raise InvalidRequest("Streaming returns b64_json images; response_format 'url' cannot stream.",
+                                 "response_format", "invalid_value")
 
     def job(self, kind: JobKind, prompt: str, tenant_id: str, images: tuple[bytes, ...] = (),
             mask: bytes | None = None, markup: bytes | None = None) -> ImageJob:
+        """The wire's own rules, then the job (whose checks raise InvalidJob: a 400 with its param and code)."""
         self.checked()
-        if self.output_format == "gif" and (mask is not None or markup is not None):
-            param = "mask" if mask is not None else "markup"
-            raise InvalidRequest("GIF output does not support masks (or markup).", param, "invalid_value")
-        if markup is not None and mask is not None:
-            raise InvalidRequest("markup cannot be combined with mask.", "markup", "invalid_value")
-        try:
-            return ImageJob(kind=kind, prompt=prompt, images=images, mask=mask, size=self.size, n=self.n,
-                            seed=self.seed, quality=LEGACY_QUALITY.get(self.quality, self.quality),
-                            output_format=self.output_format,
-                            output_compression=100 if self.output_compression is None else self.output_compression,
-                            background=self.background, moderation=self.moderation, model=self.model,
-                            tenant_id=tenant_id, user=self.safety_identifier or self.user,
-                            complexity=self.complexity, candidates=self.candidates, frame_count=self.frame_count,
-                            frame_duration_ms=self.frame_duration_ms, markup=markup)
-        except ValueError as error:
-            raise InvalidRequest(str(error), None, "invalid_value") from None
+        compression = MAX_COMPRESSION if self.output_compression is None else self.output_compression
+        return ImageJob(kind=kind, prompt=prompt, images=images, mask=mask, size=self.size, n=self.n, seed=self.seed,
+                        quality=LEGACY_QUALITY.get(self.quality, self.quality), output_format=self.output_format,
+                        output_compression=compression, background=self.background, moderation=self.moderation,
+                        model=self.model, tenant_id=tenant_id, user=self.safety_identifier or self.user,
+                        complexity=self.complexity, candidates=self.candidates, frame_count=self.frame_count,
+                        frame_duration_ms=self.frame_duration_ms, markup=markup)
 
 
 class GenerationRequest(_Common):

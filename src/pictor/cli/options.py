@@ -6,6 +6,7 @@ import argparse
 import getpass
 import os
 
+from pictor import core
 from pictor.config import Settings
 
 
@@ -31,9 +32,12 @@ def settings_from(args: argparse.Namespace, **overrides: object) -> Settings:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """`WIDTHxHEIGHT`, or one number for a square."""
-    width, _, height = text.lower().partition("x")
-    return int(width), int(height or width)
+    """`WIDTHxHEIGHT` (read as the server reads a request's size), or one number for a square."""
+    text = text.strip().lower()
+    dimensions = core.parse_size(f"{text}x{text}" if text.isdigit() else text)
+    if dimensions is None:  # 'auto' is the server's choice, not a size to make
+        raise ValueError("--size needs WIDTHxHEIGHT or one number")
+    return dimensions
 
 
 def operator() -> str:

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from pictor.core import Decision
+from pictor.core import Decision, Refusal
 
-
-class ServiceError(Exception):
-    """A refusal with a message for the user, the offending parameter, and a stable code."""
-
-    kind = "invalid_request"
-
-    def __init__(self, message: str, param: str | None = None, code: str | None = None,
-                 details: dict | None = None):
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
-        self.details = details  # extra fields for the error object (e.g. moderation_details)
+# A refusal with a message for the user, the offending parameter, and a stable code. The class is core's, so that
+# ImageJob's own checks (core.InvalidJob) are ServiceErrors too: one type for every layer to catch and report.
+ServiceError = Refusal
 
 
 class InvalidRequest(ServiceError):

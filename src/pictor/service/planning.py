@@ -9,12 +9,11 @@ task, and how its candidates will be searched.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field
 
 from PIL import Image
 
-from pictor.core import Decision, ImageJob, JobKind
+from pictor.core import Decision, ImageJob, JobKind, parse_size
 from pictor.engine.protocol import Backend, Capabilities
 from pictor.engine.registry import ModelNotFound, ModelRegistry
 from pictor.engine.scene import NO_UNDERSTANDING, SceneReader, reader_of
@@ -35,7 +34,6 @@ MAX_INPUT_IMAGES = 16
 # xhigh and max (gpt-image-2.5) go on with more steps; `complexity` adds candidates instead (service/validation).
 STEPS_BY_QUALITY = {"low": 6, "medium": 12, "high": 20, "xhigh": 28, "max": 40, "auto": 12}
 RESOLVED_QUALITY = {"auto": "medium"}
-_SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 
 @dataclass
@@ -103,12 +101,10 @@ def check_bounds(width: int, height: int, what: str, param: str, code: str) -> N
 
 def resolve_size(size: str) -> tuple[int, int]:
     """(width, height) of a request's `size`: 'auto' or WIDTHxHEIGHT, each side a multiple of 16 within bounds."""
-    if size == "auto":
+    dimensions = parse_size(size)  # core's reading of WIDTHxHEIGHT (an InvalidJob for anything else)
+    if dimensions is None:
         return DEFAULT_SIZE
-    match = _SIZE.match(size)
-    if not match:
-        raise InvalidRequest(f"Invalid size '{size}': use 'auto' or WIDTHxHEIGHT.", "size", "invalid_size")
-    width, height = int(match[1]), int(match[2])
+    width, height = dimensions
     check_bounds(width, height, f"Invalid size '{size}'", "size", "invalid_size")
     if width % 16 or height % 16:
         raise InvalidRequest(f"Invalid size '{size}': each side must be a multiple of 16.", "size", "invalid_size")

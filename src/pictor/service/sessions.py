@@ -374,20 +374,16 @@ class SessionService:
                 self.images.image_bytes(principal, request.mask.image_id)[0]
         markup = None
         if request.markup is not None:
-            if mask is not None:
-                raise InvalidRequest("markup cannot be combined with mask.", "markup", "invalid_value")
             markup = request.markup.data if request.markup.image_id is None else \
                 self.images.image_bytes(principal, request.markup.image_id)[0]
-        try:
-            return ImageJob(kind=JobKind.EDIT if edit else JobKind.GENERATE, prompt=prompt, images=tuple(images),
-                            mask=mask, markup=markup, size=size, seed=request.seed,
-                            quality=request.quality or options.get("quality", "auto"),
-                            output_format=request.output_format, output_compression=request.output_compression,
-                            background=request.background, moderation=request.moderation,
-                            model=request.model or options.get("model"), tenant_id=principal.tenant_id,
-                            user=request.user, session_id=session.id)
-        except ValueError as error:
-            raise InvalidRequest(str(error), None, "invalid_value") from None
+        # The request rules are ImageJob's: a broken one is an InvalidJob naming its parameter (a 400 as it is).
+        return ImageJob(kind=JobKind.EDIT if edit else JobKind.GENERATE, prompt=prompt, images=tuple(images),
+                        mask=mask, markup=markup, size=size, seed=request.seed,
+                        quality=request.quality or options.get("quality", "auto"),
+                        output_format=request.output_format, output_compression=request.output_compression,
+                        background=request.background, moderation=request.moderation,
+                        model=request.model or options.get("model"), tenant_id=principal.tenant_id,
+                        user=request.user, session_id=session.id)
 
     def _stored_upload(self, principal: Principal, prepared: PreparedTurn, upload: _Upload) -> str:
         """The upload's image id: as given, as the job stored it (an edit's input), or stored here as an upload."""
