@@ -172,7 +172,7 @@ class Components:
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
                    service=service, governance=governance, provenance=installation.provenance,
                    sessions=SessionService(service, database, blobs),
-                   signer=LinkSigner(link_secret(installation.data.root), settings.url_lifetime_s),
+                   signer=LinkSigner(link_secret(installation.data.root), settings.url_lifetime_s, settings.public_url),
                    limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless, quotas=quotas,
                    jobs=jobs, batches=BatchRunner(jobs, BatchStore(database), blobs))
 

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pictor.api import logs, openapi
+from pictor.api import jobs_schemas, logs, openapi
 from pictor.api.errors import ApiError, error_response, install_error_handlers
 from pictor.api.routes import (
     admin,
@@ -148,7 +148,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         parts.governance.audit.void_pending()  # the serving process only: requests a crash cut short become void
         checkpoints = asyncio.create_task(_checkpoint_regularly(parts))
         sweeps = asyncio.create_task(_sweep_regularly(parts))
-        parts.jobs.start(jobs.parse_request)  # jobs a crash interrupted are queued again here
+        parts.jobs.start(jobs_schemas.parse_request)  # jobs a crash interrupted are queued again here
         parts.batches.start(batches.explainer(app), batches.renderer(app))  # and batches resume
         try:
             yield

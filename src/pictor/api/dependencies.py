@@ -1,8 +1,10 @@
-"""The routes' FastAPI dependencies: the built components (see pictor.assembly, the composition root) and the caller."""
+"""The routes' FastAPI dependencies: the built components (see pictor.assembly, the composition root), the caller,
+and signed links to the caller's images."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,7 +15,7 @@ from pictor.api.security import authenticate
 from pictor.assembly import Components
 from pictor.storage import Principal
 
-__all__ = ["Caller", "Components", "components", "principal"]
+__all__ = ["Caller", "Components", "components", "image_links", "principal", "tenant_links"]
 
 
 def components(request: Request) -> Components:
@@ -39,3 +41,15 @@ def principal(request: Request) -> Principal:
 
 
 Caller = Annotated[Principal, Depends(principal)]
+
+
+def tenant_links(parts: Components, tenant_id: str, request_base: str) -> Callable[[str], str]:
+    """Image id -> a link to one of the tenant's images: the blob store's presigned link where the settings ask for
+    one, else Pictor's own signed link (LinkSigner). The one builder of every `url` an answer carries."""
+    signed = parts.signer.links(tenant_id, request_base)
+    return lambda image_id: parts.presigned_link(tenant_id, image_id) or signed(image_id)
+
+
+def image_links(request: Request, caller: Principal) -> Callable[[str], str]:
+    """The caller's image links, under the address this request came to (when no public URL is set)."""
+    return tenant_links(components(request), caller.tenant_id, str(request.base_url))

@@ -7,6 +7,7 @@ import hmac
 import math
 import threading
 import time
+from collections.abc import Callable, Mapping
 
 from fastapi import Request
 
@@ -59,11 +60,17 @@ class RateLimiter:
 
 
 class LinkSigner:
-    """HMAC-signed, expiring links to one tenant's image: a `url` response a browser can open."""
+    """HMAC-signed, expiring links to one tenant's image: a `url` response a browser can open.
 
-    def __init__(self, secret: bytes, lifetime_s: int):
+    `links` builds them and `signed_tenant` checks them, so that every link has the same base, path and signature
+    (api/dependencies.tenant_links, which every answer's links come from, tries the blob store's presigned link
+    first).
+    """
+
+    def __init__(self, secret: bytes, lifetime_s: int, public_url: str | None = None):
         self.secret = secret
         self.lifetime_s = lifetime_s
+        self.public_url = public_url  # the server's address as clients see it (behind a proxy); None: as asked
 
     def _signature(self, tenant_id: str, image_id: str, expires: int) -> str:
         message = f"{tenant_id}:{image_id}:{expires}".encode()
@@ -73,7 +80,23 @@ class LinkSigner:
         expires = math.ceil(time.time()) + self.lifetime_s  # rounded up: a link lives at least lifetime_s
         return f"tenant={tenant_id}&expires={expires}&signature={self._signature(tenant_id, image_id, expires)}"
 
+    def links(self, tenant_id: str, request_base: str) -> Callable[[str], str]:
+        """Image id -> a signed link to the tenant's image, under the public URL when one is set, else under
+        `request_base`: the address the asking request came to (a batch keeps the one it was created at)."""
+        base = (self.public_url or request_base).rstrip("/")
+        return lambda image_id: f"{base}/v1/images/{image_id}/content?{self.query(tenant_id, image_id)}"
+
     def verify(self, tenant_id: str, image_id: str, expires: int, signature: str) -> bool:
         if expires < time.time():
             return False
         return hmac.compare_digest(self._signature(tenant_id, image_id, expires), signature)
+
+    def signed_tenant(self, image_id: str, query: Mapping[str, str]) -> str | None:
+        """The tenant a link's query (`tenant`, `expires`, `signature`) names, if it is signed for this image and
+        has not expired; None otherwise."""
+        try:
+            expires = int(query.get("expires", "0"))
+        except ValueError:
+            expires = 0
+        tenant_id = query.get("tenant", "")
+        return tenant_id if self.verify(tenant_id, image_id, expires, query.get("signature", "")) else None

@@ -13,9 +13,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from pictor.api.dependencies import Caller, Components, components
-from pictor.api.routes.jobs import Endpoint, render_result
-from pictor.storage import Principal
+from pictor.api.dependencies import Caller, Components, components, tenant_links
+from pictor.api.jobs_schemas import Endpoint, render_result
 from pictor.storage.batches import BatchRecord
 from pictor.storage.database import JobRecord
 
@@ -66,14 +65,8 @@ def explainer(app: FastAPI):
 def renderer(app: FastAPI):
     def render(batch: BatchRecord, job: JobRecord) -> dict[str, Any]:
         parts: Components = app.state.components
-        caller = Principal(tenant_id=batch.tenant_id, tenant_name="", key_id=batch.key_id)
-        base = (parts.settings.public_url or batch.extra.get("base_url", "")).rstrip("/")
-
-        def url(image_id: str) -> str:
-            return (parts.presigned_link(batch.tenant_id, image_id)
-                    or f"{base}/v1/images/{image_id}/content?{parts.signer.query(batch.tenant_id, image_id)}")
-
-        return render_result(parts, caller, job, url)
+        links = tenant_links(parts, batch.tenant_id, batch.extra.get("base_url", ""))  # where the batch was made
+        return render_result(job, parts.service, batch.tenant_id, links)
 
     return render
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 
-from pictor.api.dependencies import Caller, components
-from pictor.api.routes.sessions import links
+from pictor.api.dependencies import Caller, components, image_links
 from pictor.api.schemas import MAX_SQL_INTEGER
 
 router = APIRouter()
@@ -21,7 +20,7 @@ async def list_images(request: Request, caller: Caller, search: str = Query(defa
                       offset: int = Query(default=0, ge=0, le=MAX_SQL_INTEGER)) -> dict:
     parts = components(request)
     records = parts.database.search_images(caller.tenant_id, search.strip(), limit=limit + 1, offset=offset)
-    url_for = links(request, parts, caller)
+    url_for = image_links(request, caller)
     data = [{"id": record.id, "object": "image", "created": int(record.created.timestamp()),
              "kind": record.params.get("kind", "unknown"), "prompt": record.params.get("prompt"),
              "model": record.model, "seed": record.seed, "size": f"{record.width}x{record.height}",

@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 
-from pictor.api.dependencies import Caller, Components, components, principal
+from pictor.api.dependencies import Caller, Components, components, image_links, principal
 from pictor.api.errors import ApiError, error_body
+from pictor.api.forms import read_form, validated
 from pictor.api.schemas import (
     EditFields,
     EditJsonRequest,
@@ -33,15 +32,6 @@ from pictor.storage import Principal
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-FILE_FIELDS = ("image", "image[]", "mask", "markup")
-MAX_FORM_FILES = 18
-
-
-def url_for(request: Request, parts: Components, caller: Principal):
-    base = (parts.settings.public_url or str(request.base_url)).rstrip("/")
-    return lambda image_id: (parts.presigned_link(caller.tenant_id, image_id)
-                             or f"{base}/v1/images/{image_id}/content?{parts.signer.query(caller.tenant_id, image_id)}")
-
 
 async def _answer(request: Request, parts: Components, caller: Principal, job: ImageJob, fields: _Common,
                   event_prefix: str) -> Response:
@@ -54,7 +44,7 @@ async def _answer(request: Request, parts: Components, caller: Principal, job: I
     result = await parts.service.run(plan, caller)
     _count(parts, plan, result)
     started = time.perf_counter()
-    body = images_response(result, fields.response_format, url_for(request, parts, caller))
+    body = images_response(result, fields.response_format, image_links(request, caller))
     steps = {"auth": getattr(request.state, "auth_ms", 0.0), **result.steps_ms,
              "response": (time.perf_counter() - started) * 1000}
     for name, ms in steps.items():
@@ -113,33 +103,6 @@ async def generations(body: GenerationRequest, request: Request, caller: Caller)
     return await _answer(request, parts, caller, job, body, "image_generation")
 
 
-def validated(model: type[_Common], fields: dict) -> _Common:
-    try:
-        return model.model_validate(fields)
-    except ValidationError as error:
-        from fastapi.exceptions import RequestValidationError
-
-        raise RequestValidationError(error.errors()) from None
-
-
-async def read_form(request: Request) -> tuple[dict[str, str], dict[str, list[bytes]]]:
-    """Multipart fields as strings and files by name; `image` and `image[]` in any order."""
-    try:
-        form = await request.form(max_files=MAX_FORM_FILES, max_fields=64)
-    except Exception as error:  # malformed multipart bodies, too many parts
-        raise ApiError(400, f"Could not read the multipart form: {error}", param=None, code="invalid_form") from None
-    fields: dict[str, str] = {}
-    files: dict[str, list[bytes]] = {}
-    for name, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            files.setdefault(name, []).append(await value.read())
-        elif name in FILE_FIELDS:
-            raise ApiError(400, f"'{name}' must be a file upload.", param=name, code="invalid_image_file")
-        else:
-            fields[name] = value
-    return fields, files
-
-
 @router.post("/v1/images/edits")
 async def edits(request: Request, caller: Caller) -> Response:
     parts = components(request)
@@ -186,14 +149,9 @@ async def variations(request: Request, caller: Caller) -> Response:
 async def content(image_id: str, request: Request) -> Response:
     """The stored bytes: with an API key, or through a signed link from a `url` response."""
     parts = components(request)
-    query = request.query_params
-    if "signature" in query:
-        try:
-            expires = int(query.get("expires", "0"))
-        except ValueError:
-            expires = 0
-        tenant_id = query.get("tenant", "")
-        if not parts.signer.verify(tenant_id, image_id, expires, query["signature"]):
+    if "signature" in request.query_params:
+        tenant_id = parts.signer.signed_tenant(image_id, request.query_params)
+        if tenant_id is None:
             raise ApiError(403, "This link is invalid or has expired.", code="invalid_signature")
         data, fmt = parts.service.tenant_image_bytes(tenant_id, image_id)
     else:

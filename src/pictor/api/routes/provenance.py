@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from pictor.api.dependencies import Caller, components
 from pictor.api.errors import ApiError
-from pictor.api.routes.images import read_form
+from pictor.api.forms import read_form
 from pictor.api.schemas import MAX_SQL_INTEGER
 from pictor.service import retention
 
