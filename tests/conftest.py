@@ -25,7 +25,9 @@ def postgres() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer.from_environment()
     except PostgresMissing as missing:
-        pytest.fail(str(missing), pytrace=False)
+        server, why = None, str(missing)
+    if server is None:
+        pytest.fail(why, pytrace=False)
     yield server
     server.stop()
 
