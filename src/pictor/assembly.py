@@ -28,6 +28,8 @@ from pictor.api.security import DEMO_TENANT, LinkSigner, RateLimiter
 from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
 from pictor.service.batches import BatchRunner
+from pictor.service.files import FileService
+from pictor.service.gallery import Gallery
 from pictor.service.governance import Governance
 from pictor.service.images import ImageService
 from pictor.service.jobs import JobRunner
@@ -35,6 +37,7 @@ from pictor.service.provenance import ProvenanceService
 from pictor.service.quotas import QuotaKeeper
 from pictor.service.result_cache import ResultCache
 from pictor.service.sessions import SessionService
+from pictor.service.tenant_admin import TenantAdmin
 from pictor.storage import BlobStore, Database, DataDir, Principal, open_blob_store
 from pictor.storage.batches import BatchStore
 from pictor.storage.database import JobStore
@@ -141,6 +144,9 @@ class Components:
     jobs: JobRunner  # async jobs; started and stopped by the app's lifespan
     batches: BatchRunner  # batches (on the jobs); started after them, stopped before them
     quotas: QuotaKeeper  # the tenants' quotas, shared with the image service
+    gallery: Gallery  # the tenant's images, searched
+    files: FileService  # batch input and output files
+    tenant_admin: TenantAdmin  # a tenant's keys and settings, for its admin keys
     metrics: Metrics = field(default_factory=Metrics)
     keyless_principal: Principal | None = None
 
@@ -169,12 +175,14 @@ class Components:
                                settings.auto_edit_mask, ResultCache(settings.result_cache_mb * 1024 * 1024), quotas,
                                rate_limits)
         jobs = JobRunner(service, JobStore(database), blobs, settings.resolved_job_workers())
+        batch_store = BatchStore(database)
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
                    service=service, governance=governance, provenance=installation.provenance,
                    sessions=SessionService(service, database, blobs),
                    signer=LinkSigner(link_secret(installation.data.root), settings.url_lifetime_s, settings.public_url),
                    limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless, quotas=quotas,
-                   jobs=jobs, batches=BatchRunner(jobs, BatchStore(database), blobs))
+                   jobs=jobs, batches=BatchRunner(jobs, batch_store, blobs), gallery=Gallery(database),
+                   files=FileService(batch_store, blobs, quotas), tenant_admin=TenantAdmin(database, governance))
 
     def presigned_link(self, tenant_id: str, image_id: str) -> str | None:
         """The blob store's own link to an image where `blob_presigned_urls` asks for one; None: Pictor's own link."""

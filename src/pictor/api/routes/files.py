@@ -15,8 +15,7 @@ from starlette.datastructures import UploadFile
 
 from pictor.api.dependencies import Caller, components
 from pictor.api.errors import ApiError
-from pictor.service.batches import new_id
-from pictor.storage.batches import BatchStore, FileRecord, NewFile
+from pictor.storage.batches import FileRecord
 
 router = APIRouter()
 
@@ -28,10 +27,6 @@ def file_object(record: FileRecord) -> dict[str, Any]:
     return {"id": record.id, "object": "file", "bytes": record.size, "created_at": int(record.created.timestamp()),
             "filename": record.filename, "purpose": record.purpose, "status": "processed", "expires_at": None,
             "status_details": None}
-
-
-def store(request: Request) -> BatchStore:
-    return components(request).batches.store
 
 
 @router.post("/v1/files")
@@ -56,32 +51,27 @@ async def upload_file(request: Request, caller: Caller) -> dict[str, Any]:
         raise ApiError(400, f"The file is larger than {MAX_FILE_BYTES} bytes.", param="file", code="file_too_large")
     if not data:
         raise ApiError(400, "The file is empty.", param="file", code="invalid_file")
-    parts = components(request)
-    await asyncio.to_thread(parts.quotas.check_holdings, caller.tenant_id, files=1, stored_bytes=len(data))
-    digest = await asyncio.to_thread(parts.blobs.put, data)
-    record = await asyncio.to_thread(store(request).add_file, caller.tenant_id,
-                                     NewFile(new_id("file-"), name, len(data), digest), purpose)
+    record = await asyncio.to_thread(components(request).files.upload, caller.tenant_id, name, data, purpose)
     return file_object(record)
 
 
 @router.get("/v1/files")
 async def list_files(request: Request, caller: Caller, limit: int = Query(20, ge=1, le=10_000),
                      after: str | None = None, purpose: str | None = None) -> dict[str, Any]:
-    records = store(request).list_files(caller.tenant_id, limit + 1, after, purpose)
-    data = [file_object(record) for record in records[:limit]]
-    return {"object": "list", "data": data, "has_more": len(records) > limit,
+    records, more = components(request).files.page(caller.tenant_id, limit, after, purpose)
+    data = [file_object(record) for record in records]
+    return {"object": "list", "data": data, "has_more": more,
             "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
 
 
 @router.get("/v1/files/{file_id}")
 async def get_file(file_id: str, request: Request, caller: Caller) -> dict[str, Any]:
-    return file_object(store(request).get_file(caller.tenant_id, file_id))
+    return file_object(components(request).files.get(caller.tenant_id, file_id))
 
 
 @router.get("/v1/files/{file_id}/content")
 async def file_content(file_id: str, request: Request, caller: Caller) -> Response:
-    record = store(request).get_file(caller.tenant_id, file_id)
-    data = await asyncio.to_thread(components(request).blobs.get, record.content_hash)
+    record, data = await asyncio.to_thread(components(request).files.content, caller.tenant_id, file_id)
     return Response(data, media_type="application/octet-stream",
                     headers={"content-disposition": attachment_disposition(record.filename)})
 
@@ -94,5 +84,5 @@ def attachment_disposition(name: str) -> str:
 
 @router.delete("/v1/files/{file_id}")
 async def delete_file(file_id: str, request: Request, caller: Caller) -> dict[str, Any]:
-    store(request).delete_file(caller.tenant_id, file_id)
+    components(request).files.delete(caller.tenant_id, file_id)
     return {"id": file_id, "object": "file", "deleted": True}

@@ -18,13 +18,12 @@ router = APIRouter()
 async def list_images(request: Request, caller: Caller, search: str = Query(default="", max_length=200),
                       limit: int = Query(default=50, ge=1, le=200),
                       offset: int = Query(default=0, ge=0, le=MAX_SQL_INTEGER)) -> dict:
-    parts = components(request)
-    records = parts.database.search_images(caller.tenant_id, search.strip(), limit=limit + 1, offset=offset)
+    page = components(request).gallery.search(caller.tenant_id, search, limit, offset)
     url_for = image_links(request, caller)
     data = [{"id": record.id, "object": "image", "created": int(record.created.timestamp()),
              "kind": record.params.get("kind", "unknown"), "prompt": record.params.get("prompt"),
              "model": record.model, "seed": record.seed, "size": f"{record.width}x{record.height}",
              "format": record.format, "parents": list(record.parents),
              "session_id": record.params.get("session_id"), "url": url_for(record.id)}
-            for record in records[:limit]]
-    return {"object": "list", "data": data, "has_more": len(records) > limit}
+            for record in page.images]
+    return {"object": "list", "data": data, "has_more": page.has_more}
