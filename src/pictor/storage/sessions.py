@@ -67,8 +67,11 @@ def _turn(row: SessionTurnRow) -> TurnRecord:
                       extra=dict(row.extra or {}), created=row.created)
 
 
-def _session_row(session: Session, tenant_id: str, session_id: str) -> SessionRow:
-    row = session.scalar(select(SessionRow).where(SessionRow.id == session_id, SessionRow.tenant_id == tenant_id))
+def _session_row(session: Session, tenant_id: str, session_id: str, *, lock: bool = False) -> SessionRow:
+    """The tenant's session; `lock` holds its row until commit (PostgreSQL; SQLite ignores FOR UPDATE and lets one
+    writer in at a time anyway)."""
+    query = select(SessionRow).where(SessionRow.id == session_id, SessionRow.tenant_id == tenant_id)
+    row = session.scalar(query.with_for_update() if lock else query)
     if row is None:
         raise SessionNotFound(session_id)
     return row
@@ -114,15 +117,19 @@ class SessionStore:
                  prompt: str, action: str, image_id: str | None, inputs: Sequence[str] = (),
                  uploads: Sequence[Mapping[str, Any]] = (), references: Sequence[Mapping[str, Any]] = (),
                  params: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> TurnRecord:
-        """Append a turn and make it the session's tip, in one transaction (SQLite serialises the position)."""
+        """Append a turn and make it the session's tip, in one transaction.
+
+        Turns of one session may be added at once (two requests, two processes), so the position is read in the
+        INSERT itself (SQLite takes its write lock with that statement), after the session's row was locked
+        (PostgreSQL: the next writer waits, then reads this turn's position)."""
         with self._transaction() as session:
-            owner = _session_row(session, tenant_id, session_id)
+            owner = _session_row(session, tenant_id, session_id, lock=True)
             if parent_id is not None and session.scalar(select(SessionTurnRow.id).where(
                     SessionTurnRow.id == parent_id, SessionTurnRow.session_id == session_id)) is None:
                 raise SessionNotFound(parent_id)
-            last = session.scalar(select(func.max(SessionTurnRow.position))
-                                  .where(SessionTurnRow.session_id == session_id))
-            row = SessionTurnRow(id=turn_id, session_id=session_id, tenant_id=tenant_id, position=(last or 0) + 1,
+            next_position = (select(func.coalesce(func.max(SessionTurnRow.position), 0) + 1)
+                             .where(SessionTurnRow.session_id == session_id).scalar_subquery())
+            row = SessionTurnRow(id=turn_id, session_id=session_id, tenant_id=tenant_id, position=next_position,
                                  parent_id=parent_id, text=text, prompt=prompt, action=action, image_id=image_id,
                                  inputs=list(inputs), uploads=[dict(u) for u in uploads],
                                  references=[dict(r) for r in references], params=dict(params or {}),
