@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from pictor.storage import keys
 from pictor.storage.errors import TenantExists, TenantNotFound
@@ -36,6 +37,10 @@ class TenantQueries(Transactions):
                 raise TenantExists(name)
             row = TenantRow(id=keys.new_tenant_id(), name=name, created=utcnow())
             session.add(row)
+            try:
+                session.flush()
+            except IntegrityError as clash:  # another process made it since the check: the unique name says so
+                raise TenantExists(name) from clash
             return _tenant(row)
 
     def tenant_by_name(self, name: str) -> Tenant:
