@@ -29,6 +29,20 @@ def model_ms(response: httpx.Response) -> float:
     return float(timing.split("model;dur=")[1].split(",")[0])
 
 
+def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Returns once the server at `url` answers /readyz with 200; raises if its process ends or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"pictor serve at {url} did not become ready")
+        time.sleep(0.2)
+
+
 @contextmanager
 def local_server(extra_env: dict[str, str] | None = None, processes: list | None = None) -> Iterator[str]:
     """`pictor serve --keyless` until the block ends; yields its base URL once /readyz answers 200. The server's
@@ -45,16 +59,7 @@ def local_server(extra_env: dict[str, str] | None = None, processes: list | None
             processes.append(process)
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("pictor serve did not become ready")
-                time.sleep(0.2)
+            wait_ready(url, process)
             yield url
         finally:
             process.terminate()

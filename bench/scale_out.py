@@ -30,7 +30,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
-from local_server import percentile
+from local_server import percentile, wait_ready
 
 from pictor.embedded.evaluate import machine_description
 
@@ -43,19 +43,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError(f"pictor serve at {url} did not become ready")
-        time.sleep(0.25)
 
 
 @contextmanager
@@ -91,7 +78,7 @@ def api_processes(count: int, data_dir: Path, env: dict[str, str]) -> Iterator[l
             stack.callback(process.wait, 30)
             stack.callback(process.terminate)
             url = f"http://127.0.0.1:{port}"
-            wait_ready(url, process)
+            wait_ready(url, process, READY_TIMEOUT_S)
             urls.append(url)
         yield urls
 
