@@ -181,8 +181,9 @@ class Components:
                    sessions=SessionService(service, database, blobs),
                    signer=LinkSigner(link_secret(installation.data.root), settings.url_lifetime_s, settings.public_url),
                    limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless, quotas=quotas,
-                   jobs=jobs, batches=BatchRunner(jobs, batch_store, blobs), gallery=Gallery(database),
-                   files=FileService(batch_store, blobs, quotas), tenant_admin=TenantAdmin(database, governance))
+                   jobs=jobs, batches=BatchRunner(jobs, batch_store, blobs),
+                   gallery=Gallery(database, blobs, governance, service), files=FileService(batch_store, blobs, quotas),
+                   tenant_admin=TenantAdmin(database, governance))
 
     def presigned_link(self, tenant_id: str, image_id: str) -> str | None:
         """The blob store's own link to an image where `blob_presigned_urls` asks for one; None: Pictor's own link."""

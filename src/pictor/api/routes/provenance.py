@@ -10,7 +10,6 @@ from pictor.api.dependencies import Caller, components
 from pictor.api.errors import ApiError
 from pictor.api.forms import read_form
 from pictor.api.schemas import MAX_SQL_INTEGER
-from pictor.service import retention
 
 router = APIRouter()
 
@@ -53,10 +52,7 @@ async def erase_prompt(image_id: str, request: Request, caller: Caller) -> dict:
 @router.delete("/v1/images/{image_id}")
 async def delete_image(image_id: str, request: Request, caller: Caller) -> dict:
     """Delete the image's bytes and its prompt everywhere; provenance and lineage keep a tombstone."""
-    parts = components(request)
-    record = await asyncio.to_thread(retention.delete_image, parts.database, parts.blobs, parts.governance,
-                                     caller.tenant_id, image_id, f"key:{caller.key_id}", caller.key_id)
-    parts.service.forget_cached(caller.tenant_id)
+    record = await asyncio.to_thread(components(request).gallery.delete, caller, image_id)
     return {"id": record.id, "object": "image", "deleted": True, "deleted_at": int(record.deleted.timestamp())}
 
 
