@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pictor.config import Settings
+from pictor.engine.placement import current_cpu_threads
 from pictor.engine.protocol import StepObserver
 from pictor.engine.ray_backend import RayServeBackend
 from pictor.engine.wire import capabilities_to_wire, image_to_wire, request_from_wire, result_to_wire
@@ -53,6 +54,7 @@ class ModelReplica:
                 "capabilities": capabilities_to_wire(backend.capabilities), "weights_hash": backend.weights_hash,
                 "device": backend.device, "batch_invariant": backend.batch_invariant,
                 "family": getattr(getattr(backend, "family", None), "name", None),
+                "cpu_threads": current_cpu_threads(),
                 "scene_reader": reader_reference(backend.scene)})
         return described
 

@@ -25,6 +25,7 @@ class RayServeBackend:
         self.device: str = description["device"]
         self.batch_invariant: bool = description["batch_invariant"]
         self.family = description.get("family")
+        self.cpu_threads: int = description["cpu_threads"]  # the replica's, which is what made the images
         self.scene = make_scene_reader(description["scene_reader"])
 
     def run(self, requests: list[EngineRequest], on_step: StepCallback | None = None) -> list[EngineResult]:

@@ -132,7 +132,8 @@ class OutputStore:
                                "size": plan.size},
                 "parents": list(parent_ids), "weights_hash": backend.weights_hash,
                 "pixels_hash": pixels_hash(result.image), "device": backend.device.split(":")[0],
-                "cpu_threads": current_cpu_threads(),
+                # Where the model ran: a remote backend (a Ray replica) says its own threads.
+                "cpu_threads": getattr(backend, "cpu_threads", None) or current_cpu_threads(),
                 "batch_invariant": backend.batch_invariant, "badge": badge.to_dict() if badge else None,
                 "watermark": marks.watermark, **({"cache": cache_states[position]} if cache_states else {}),
                 **output_audit_fields(plan, marks, extra)})
