@@ -153,6 +153,10 @@ class ImageJob:
 
     def _check_values(self) -> None:
         """Each field on its own."""
+        for name in ("prompt", "user", "model", "session_id"):
+            if "\x00" in (getattr(self, name) or ""):  # no use for one, and PostgreSQL refuses it in text
+                raise InvalidJob(f"'{name}' contains a NUL character, which no field accepts.", name,
+                                 "invalid_character")
         if self.n < 1:
             raise InvalidJob(f"Invalid value for 'n': {self.n}; at least 1 image.", "n")
         _check_range("output_compression", self.output_compression, 0, MAX_COMPRESSION)

@@ -252,3 +252,30 @@ def test_an_erased_prompt_leaves_the_batch_files_that_held_it(server, client, ht
         assert "maroon" not in content, file_id
         assert "a red circle" in content or file_id == done.output_file_id  # the other line is left as it was
     assert read_jsonl(client, done.output_file_id)["keep"]["response"]["status_code"] == 200
+
+
+@pytest.mark.parametrize(("route", "body", "param"), [
+    ("/v1/images/generations", {"prompt": "a red\u0000 circle", "size": "64x64"}, "prompt"),
+    ("/v1/images/generations", {"prompt": "a red circle", "size": "64x64", "user": "al\u0000ice"}, "user"),
+    ("/v1/sessions", {"title": "nul\u0000title"}, "title"),
+    ("/v1/jobs", {"endpoint": "/v1/images/generations", "request": {"prompt": "x\u0000"}}, "request.prompt"),
+])
+def test_a_nul_character_in_json_is_a_400_naming_the_field(server, http, route, body, param):
+    """No field has a use for NUL, and PostgreSQL refuses it in text: it is refused where it enters."""
+    before = server.state()
+    response = http.post(route, json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == (param, "invalid_character")
+    assert server.state() == before
+
+
+def test_a_nul_character_in_a_form_field_or_the_query_is_a_400(server, http):
+    before = server.state()
+    response = http.post("/v1/images/edits", files={"image": ("a.png", scene_png(), "image/png")},
+                         data={"prompt": "make it\u0000 blue"})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "prompt"
+    searched = http.get("/v1/images", params={"search": "red\u0000"})
+    assert searched.status_code == 400 and searched.json()["error"]["code"] == "invalid_character"
+    assert http.get("/v1/images/img_%00").status_code == 400
+    assert server.state() == before

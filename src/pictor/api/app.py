@@ -8,6 +8,7 @@ import re
 import secrets
 import time
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +29,7 @@ from pictor.api.routes import (
     system,
 )
 from pictor.api.security import authenticate
+from pictor.api.text_guard import NulGuard
 from pictor.assembly import Components
 from pictor.config import Settings
 from pictor.engine.registry import ModelRegistry
@@ -118,12 +120,24 @@ class KeyBeforeBody:
         await self.app(scope, receive, send)
 
 
+RESERVATION_MIN_AGE_S = 60.0  # storing one request's outputs (sign, store, record) never takes this long
+
+
+def _void_abandoned_reservations(parts: Components) -> list[int]:
+    """Void the audit reservations of requests whose process died: those older than the job lease (and a minute).
+    A live process's reservations are younger, so starting or restarting one process fails no other's request."""
+    age = max(parts.settings.job_lease_s, RESERVATION_MIN_AGE_S)
+    return parts.governance.audit.void_pending(older_than=datetime.now(UTC) - timedelta(seconds=age))
+
+
 async def _checkpoint_regularly(parts: Components) -> None:
-    """A signed checkpoint within a minute of the last entry even when no further request comes to trigger one."""
+    """A signed checkpoint within a minute of the last entry even when no further request comes to trigger one,
+    after voiding reservations that a dead process left (they would hold every later entry out of checkpoints)."""
     audit = parts.governance.audit
     while True:
         await asyncio.sleep(audit.checkpoint_seconds / 2)
         try:
+            await asyncio.to_thread(_void_abandoned_reservations, parts)
             await asyncio.to_thread(audit.maybe_checkpoint)
         except Exception:
             log.exception("audit checkpoint failed")
@@ -145,10 +159,10 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.components = parts = Components.build(settings, registry)
-        parts.governance.audit.void_pending()  # the serving process only: requests a crash cut short become void
+        _void_abandoned_reservations(parts)  # the serving process only: requests a crash cut short become void
         checkpoints = asyncio.create_task(_checkpoint_regularly(parts))
         sweeps = asyncio.create_task(_sweep_regularly(parts))
-        parts.jobs.start(jobs_schemas.parse_request)  # jobs a crash interrupted are queued again here
+        parts.jobs.start(jobs_schemas.parse_request)  # jobs of dead processes are queued again here and later
         parts.batches.start(batches.explainer(app), batches.renderer(app))  # and batches resume
         try:
             yield
@@ -174,6 +188,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.include_router(admin.router)
     studio.install(app)  # `/` and `/studio/*`: the web studio's static files
     # Inside `observe` (middleware added later wraps what was added before), so a 413 is counted and logged.
+    app.add_middleware(NulGuard)  # inside BodyLimit: it reads JSON bodies only once their size is allowed
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(KeyBeforeBody)  # outside BodyLimit: a keyless body is not even buffered
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from pictor.api.errors import ApiError
+from pictor.api.text_guard import form_nul_field
 
 FILE_FIELDS = ("image", "image[]", "mask", "markup")
 MAX_FORM_FILES = 18
@@ -41,4 +42,7 @@ async def read_form(request: Request) -> tuple[dict[str, str], dict[str, list[by
             raise ApiError(400, f"'{name}' must be a file upload.", param=name, code="invalid_image_file")
         else:
             fields[name] = value
+    if (param := form_nul_field(fields)) is not None:
+        raise ApiError(400, f"'{param}' contains a NUL character, which no field accepts.", param=param,
+                       code="invalid_character")
     return fields, files
