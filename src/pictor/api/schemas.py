@@ -142,7 +142,7 @@ class ImageReference(BaseModel):
 
 
 class EditJsonRequest(EditFields):
-    """The newer JSON form of an edit: images (and mask) as base64 data URLs."""
+    """The JSON form of an edit: images (and mask) as base64 data URLs."""
 
     images: list[ImageReference] = Field(min_length=1, max_length=16)
     mask: ImageReference | None = None

@@ -254,16 +254,16 @@ class DiffusersBackend:
         """The call's embedding arguments: each prompt encoded alone (cached), then stacked."""
         names, rows = None, []
         for prompt in prompts:
-            names, encoded = self._encoded(pipe, prompt)
+            names, encoded = self._encode_prompt(pipe, prompt)
             rows.append(encoded)
         out = {name: torch.cat([row[i] for row in rows]) for i, name in enumerate(names)}
         if self.family.cfg and guidance > 1:
-            negative_names, negative = self._encoded(pipe, None)
+            negative_names, negative = self._encode_prompt(pipe, None)
             out.update({name: tensor.expand(len(prompts), *tensor.shape[1:])
                         for name, tensor in zip(negative_names, negative)})
         return out
 
-    def _encoded(self, pipe, prompt: str | None) -> tuple[tuple[str, ...], tuple[torch.Tensor, ...]]:
+    def _encode_prompt(self, pipe, prompt: str | None) -> tuple[tuple[str, ...], tuple[torch.Tensor, ...]]:
         architecture = self.family.architecture
         names = {("sd", False): ("prompt_embeds",), ("sd", True): ("negative_prompt_embeds",),
                  ("sdxl", False): ("prompt_embeds", "pooled_prompt_embeds"),
