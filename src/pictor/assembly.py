@@ -174,7 +174,8 @@ class Components:
         service = ImageService(registry, database, blobs, governance, settings.mask_blend_px,
                                settings.auto_edit_mask, ResultCache(settings.result_cache_mb * 1024 * 1024), quotas,
                                rate_limits)
-        jobs = JobRunner(service, JobStore(database), blobs, settings.resolved_job_workers())
+        jobs = JobRunner(service, JobStore(database), blobs, settings.resolved_job_workers(),
+                         settings.job_lease_s)
         batch_store = BatchStore(database)
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
                    service=service, governance=governance, provenance=installation.provenance,

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # Async jobs (POST /v1/jobs, batch lines) run at most this many at once; 0 = auto: 2 one at a time
     # (batch_invariant), max_batch when requests are batched, so that a batch's lines can share forward passes.
     job_workers: int = 0
+    # A process's claim on a running job holds this long without a heartbeat (renewed every third of it); then
+    # another process on the same database takes the job over, and its audit reservations older than this are void.
+    job_lease_s: float = 30.0
     # Hard masks: pixels outside the mask are always the input's own; this many pixels just inside its edge
     # mix the model's output into the original (a feathered seam). 0 = a hard edge.
     mask_blend_px: int = 0
@@ -82,6 +85,9 @@ class Settings(BaseSettings):
     signing_chain: Path | None = None
     signing_key: Path | None = None
     signing_anchors: Path | None = None
+    # The audit checkpoints' Ed25519 signing key (PEM): the operator's, given to every process, so that processes
+    # with separate data folders sign one log with one key; default: a key made in the data folder on first start.
+    audit_signing_key: Path | None = None
     audit_origin: str = "pictor.local/audit"  # the checkpoints' origin line: name this log uniquely
     audit_checkpoint_every: int = 100  # entries; a checkpoint is also signed a minute after the last one
     policy_file: Path | None = None  # the content policy (TOML); default: the shipped policies/default.toml

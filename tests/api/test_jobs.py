@@ -269,14 +269,14 @@ def test_jobs_that_cannot_be_resumed_fail_with_a_reason(tmp_path, scratch_db):
     store.add_job("job_crashy", tenant, None, "/v1/images/generations", SMALL, [], 0, {})
     for _ in range(MAX_ATTEMPTS):
         assert store.claim_job("job_crashy") is not None
-        store.requeue_running(MAX_ATTEMPTS, INTERRUPTED)  # what each start-up after a crash does
+        store.requeue_expired(MAX_ATTEMPTS, INTERRUPTED)  # what each start-up after a crash does
     crashy = store.get_job(tenant, "job_crashy")
     assert crashy.status == "failed" and crashy.error["code"] == "job_interrupted"
 
     lost = {"prompt": "x", "images": [{"image_url": {"$blob": "0" * 64, "$prefix": "data:image/png"}}]}
     store.add_job("job_lost", tenant, None, "/v1/images/edits", lost, ["0" * 64], 0, {})
     runner = JobRunner(None, store, LocalBlobStore(tmp_path / "blobs"))  # type: ignore[arg-type]
-    asyncio.run(runner._execute(store.claim_job("job_lost")))
+    asyncio.run(runner._execute(store.claim_job("job_lost", runner.owner, 30)))
     failed = store.get_job(tenant, "job_lost")
     assert failed.status == "failed" and failed.error["code"] == "job_inputs_lost", failed.error
     database.close()

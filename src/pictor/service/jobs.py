@@ -6,8 +6,12 @@ take jobs one at a time: highest priority first, then round-robin across tenants
 recently goes next, so one tenant's long queue cannot starve another's single job), then oldest first.
 
 What the HTTP layer owns stays there: `JobParser` turns a stored body into an ImageJob with the same checks
-as the synchronous endpoints, and the route renders results and errors. Jobs that a crash left `running` are
-queued again at start-up and run from the same request (and seed, if one was given).
+as the synchronous endpoints, and the route renders results and errors.
+
+Several processes may share one database: each claims jobs under its own name with a lease that a heartbeat renews
+every third of `lease_s`. A job whose lease ran out (its process died) is queued again by any live process, at
+start-up or by the same heartbeat, and runs from the same request (and seed, if one was given); a run that lost its
+claim (taken over, or cancelled on another process) is stopped and finishes nothing.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
 import secrets
+import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from pictor.core import ImageJob
 from pictor.service.errors import ServiceError
 from pictor.service.images import ImageService, ImagesResult, PartialImage
+from pictor.service.job_events import SUBMITTED, JobEvents
 from pictor.storage import BlobNotFound, BlobStore, Principal
 from pictor.storage.database import JOB_TERMINAL, JobRecord, JobStore, QueueHead
 
@@ -32,6 +39,7 @@ JobParser = Callable[[str, dict[str, Any], str], ImageJob]  # (endpoint, request
 PROGRESS_PREVIEWS = 3  # progress reports per image (at 1/4, 2/4, 3/4 of the steps; no preview pixels made)
 MAX_ATTEMPTS = 3  # a job that was running during this many crashes is failed, not started again
 IDLE_POLL_S = 2.0
+LEASE_S = 30.0  # how long a claim holds without a heartbeat (settings: job_lease_s)
 BLOB_MIN_CHARS = 256  # data URLs shorter than this stay inline
 BLOB_KEY = "$blob"  # {"$blob": sha256, "$prefix": "data:image/png"} stands for a data URL in a stored body
 
@@ -41,6 +49,11 @@ INTERRUPTED = {"message": "The job was interrupted by server restarts too many t
 
 def new_job_id() -> str:
     return f"job_{secrets.token_hex(12)}"
+
+
+def process_name() -> str:
+    """This process's name on the jobs it claims: host, pid and a random suffix (a pid is reused after a restart)."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def pick_next(heads: list[QueueHead], last_served: Mapping[str, int]) -> QueueHead:
@@ -96,11 +109,14 @@ class JobRunner:
     """Queue, workers and live events for async jobs. Start it inside the event loop; stop it before the
     model workers close."""
 
-    def __init__(self, service: ImageService, store: JobStore, blobs: BlobStore, workers: int = 2):
+    def __init__(self, service: ImageService, store: JobStore, blobs: BlobStore, workers: int = 2,
+                 lease_s: float = LEASE_S, owner: str | None = None):
         self.service = service
         self.store = store
         self.blobs = blobs
         self.workers = max(1, workers)
+        self.lease_s = lease_s
+        self.owner = owner or process_name()
         self._parse: JobParser | None = None
         self._wake = asyncio.Event()
         self._pick = asyncio.Lock()  # one worker chooses at a time, so the round-robin state stays consistent
@@ -108,26 +124,75 @@ class JobRunner:
         self._tick = 0
         self._workers: list[asyncio.Task] = []
         self._running: dict[str, asyncio.Task] = {}  # job id -> the task running it
-        self._cancelled: set[str] = set()  # running jobs a client cancelled (vs. a server stop)
-        self._listeners: dict[str, set[asyncio.Queue]] = {}
+        self._cancelled: set[str] = set()  # running jobs a client cancelled or another process took (vs. a stop)
+        self._heartbeat: asyncio.Task | None = None
+        self.events = JobEvents(store, self.owner, self._heard_elsewhere, lambda job_id: job_id in self._running)
         self._background: set[asyncio.Task] = set()
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
     def start(self, parse: JobParser) -> None:
         self._parse = parse
-        requeued, failed = self.store.requeue_running(MAX_ATTEMPTS, INTERRUPTED)
-        if requeued or failed:
-            log.warning("jobs interrupted by a stop: %d queued again, %d failed", requeued, failed)
+        self._take_over_expired()
         self._wake = asyncio.Event()
         self._workers = [asyncio.create_task(self._work(), name=f"job-worker-{i}") for i in range(self.workers)]
+        self._heartbeat = asyncio.create_task(self._keep_leases(), name="job-leases")
+        self.events.start()
 
     async def stop(self) -> None:
         """Cancel the workers; a job they were running goes back to the queue (it runs again next start)."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
+        await self.events.stop()
+
+    def _heard_elsewhere(self, job_id: str, event: str) -> None:
+        """Another process's job event: a submission wakes the idle workers; a cancel stops this process's run."""
+        if event == SUBMITTED:
+            self._wake.set()
+        elif event == "job.cancelled":
+            self._stop_run(job_id)
+
+    # ---- leases --------------------------------------------------------------------------------
+
+    def _take_over_expired(self) -> int:
+        """Queue again the running jobs whose lease ran out (a dead process's); returns how many were queued."""
+        requeued, failed = self.store.requeue_expired(MAX_ATTEMPTS, INTERRUPTED)
+        if requeued or failed:
+            log.warning("jobs interrupted by a stop: %d queued again, %d failed", requeued, failed)
+        return requeued
+
+    async def _keep_leases(self) -> None:
+        """Every third of the lease: renew this process's claims, stop runs whose claim is gone, and take over
+        the jobs of processes that stopped renewing theirs."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await self._renew()
+                if await asyncio.to_thread(self._take_over_expired):
+                    self._wake.set()
+            except Exception:  # a database blip: the next beat tries again, well within the lease
+                log.exception("renewing job leases failed")
+
+    async def _renew(self) -> None:
+        running = list(self._running)
+        held = await asyncio.to_thread(self.store.renew_leases, self.owner, running, self.lease_s)
+        for job_id in set(running) - held:
+            record = await asyncio.to_thread(self.store.get_job, None, job_id)
+            if record.status not in ("succeeded", "failed"):  # (those are this run's own finish)
+                log.warning("job %s is no longer claimed by this process (%s): its run stops", job_id, record.status)
+                self._stop_run(job_id)
+
+    def _stop_run(self, job_id: str) -> None:
+        """Stop this process's run of a job that is cancelled or claimed elsewhere; it finishes nothing."""
+        task = self._running.get(job_id)
+        if task is not None:
+            self._cancelled.add(job_id)
+            task.cancel()
 
     # ---- the API's operations ------------------------------------------------------------------
 
@@ -145,6 +210,7 @@ class JobRunner:
         record = await asyncio.to_thread(self.store.add_job, job_id or new_job_id(), principal.tenant_id,
                                          principal.key_id, endpoint, stored, hashes, priority, metadata or {})
         self._wake.set()
+        self._publish(record.id, SUBMITTED)  # wakes idle runners of other processes
         return record
 
     def cancel(self, tenant_id: str, job_id: str) -> JobRecord:
@@ -153,27 +219,19 @@ class JobRunner:
         record = self.store.get_job(tenant_id, job_id)
         if record.status in ("queued", "running") and self.store.finish_job(
                 job_id, "cancelled", from_status=(record.status,), tenant_id=tenant_id):
-            task = self._running.get(job_id)
-            if task is not None:
-                self._cancelled.add(job_id)
-                task.cancel()
+            self._stop_run(job_id)
             self._publish(job_id, "job.cancelled")
         return self.store.get_job(tenant_id, job_id)
 
     def subscribe(self, job_id: str) -> asyncio.Queue:
-        queue: asyncio.Queue = asyncio.Queue()
-        self._listeners.setdefault(job_id, set()).add(queue)
-        return queue
+        """A queue of the job's events (`job.running`, `job.progress`, `job.succeeded`...), from any process."""
+        return self.events.subscribe(job_id)
 
     def unsubscribe(self, job_id: str, queue: asyncio.Queue) -> None:
-        listeners = self._listeners.get(job_id, set())
-        listeners.discard(queue)
-        if not listeners:
-            self._listeners.pop(job_id, None)
+        self.events.unsubscribe(job_id, queue)
 
     def _publish(self, job_id: str, event: str) -> None:
-        for queue in self._listeners.get(job_id, ()):
-            queue.put_nowait(event)
+        self.events.publish(job_id, event)
 
     # ---- the workers ---------------------------------------------------------------------------
 
@@ -212,7 +270,7 @@ class JobRunner:
         """Start the next job by the fairness rule (None: nothing queued). One caller at a time."""
         while heads := [head for head in self.store.queue_heads() if not self._at_running_cap(head.tenant_id)]:
             head = pick_next(heads, self._served)
-            record = self.store.claim_job(head.job_id)
+            record = self.store.claim_job(head.job_id, self.owner, self.lease_s)
             if record is not None:
                 self._tick += 1
                 self._served[head.tenant_id] = self._tick
@@ -232,7 +290,7 @@ class JobRunner:
                                             rate_limited=False)
         except asyncio.CancelledError:
             if record.id not in self._cancelled:  # a server stop, not a client: run it again next time
-                await asyncio.shield(asyncio.to_thread(self.store.finish_job, record.id, "queued"))
+                await asyncio.shield(asyncio.to_thread(self.store.finish_job, record.id, "queued", owner=self.owner))
             raise
         except BlobNotFound as error:
             self._fail(record, {"message": f"An input image of this job is no longer stored ({error}); it cannot "
@@ -245,11 +303,12 @@ class JobRunner:
             self._fail(record, {"message": f"The job failed: {error}", "type": "server_error", "param": None,
                                 "code": "job_failed"})
         else:
-            if await asyncio.to_thread(self.store.finish_job, record.id, "succeeded", result=result_summary(result)):
+            if await asyncio.to_thread(self.store.finish_job, record.id, "succeeded", result=result_summary(result),
+                                       owner=self.owner):
                 self._publish(record.id, "job.succeeded")
 
     def _fail(self, record: JobRecord, error: dict[str, Any]) -> None:
-        if self.store.finish_job(record.id, "failed", error=error):
+        if self.store.finish_job(record.id, "failed", error=error, owner=self.owner):
             self._publish(record.id, "job.failed")
 
     def _progress_sink(self, job_id: str, n: int) -> Callable[[PartialImage], None]:

@@ -2,16 +2,20 @@
 
 A job belongs to one tenant, and another tenant's job is reported exactly like a missing one. Status changes are
 conditional updates (`WHERE status = ...`), so a cancel and the runner finishing the same job cannot both win.
+
+Several processes share the queue: a process claims a job with a lease (`claimed_by`, `lease_expires`) that its
+heartbeat renews; a running job whose lease ran out (its process died) is queued again for any process, and a
+runner's writes are conditional on still holding the claim, so each job finishes once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, cast, func, select, update
+from sqlalchemy import Text, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from pictor.storage.errors import NotFound
@@ -78,6 +82,7 @@ class JobStore:
 
     def __init__(self, database: Transactions) -> None:
         self._transaction = database._transaction
+        self.engine = database.engine  # (job events between processes use its dialect and, on PostgreSQL, its pool)
 
     def add_job(self, job_id: str, tenant_id: str, key_id: str | None, endpoint: str, request: Mapping[str, Any],
                 input_hashes: Sequence[str], priority: int, metadata: Mapping[str, Any]) -> JobRecord:
@@ -114,15 +119,34 @@ class JobStore:
                                    .join(heads, ImageJobRow.seq == heads.c.seq))
             return [QueueHead(tenant, top, seq, job_id) for tenant, seq, job_id in rows]
 
-    def claim_job(self, job_id: str) -> JobRecord | None:
-        """queued -> running (None when it was cancelled meanwhile)."""
+    def claim_job(self, job_id: str, owner: str | None = None, lease_s: float = 0.0) -> JobRecord | None:
+        """queued -> running, claimed by `owner` until `lease_s` from now (None when it was cancelled or claimed by
+        another process meanwhile). Without an owner the claim has no lease: any start-up takes it over."""
         with self._transaction() as session:
-            done = session.execute(update(ImageJobRow).where(ImageJobRow.id == job_id, ImageJobRow.status == "queued")
+            queued = (ImageJobRow.id == job_id, ImageJobRow.status == "queued")
+            # On PostgreSQL another process claiming the same head holds its row: look past it rather than wait.
+            if session.get_bind().dialect.name == "postgresql" and session.scalar(
+                    select(ImageJobRow.seq).where(*queued).with_for_update(skip_locked=True)) is None:
+                return None
+            lease = utcnow() + timedelta(seconds=lease_s) if owner is not None else None
+            done = session.execute(update(ImageJobRow).where(*queued)
                                    .values(status="running", progress=0.0, started=utcnow(),
-                                           attempts=ImageJobRow.attempts + 1))
+                                           attempts=ImageJobRow.attempts + 1, claimed_by=owner, lease_expires=lease))
             if done.rowcount != 1:
                 return None
             return job_record(session.scalars(select(ImageJobRow).where(ImageJobRow.id == job_id)).one())
+
+    def renew_leases(self, owner: str, job_ids: Sequence[str], lease_s: float) -> set[str]:
+        """Extend `owner`'s leases on these running jobs; returns the ids it still holds (a job missing from the
+        answer was cancelled, or taken over after its lease ran out: its run must stop)."""
+        if not job_ids:
+            return set()
+        with self._transaction() as session:
+            held = (ImageJobRow.id.in_(list(job_ids)), ImageJobRow.status == "running",
+                    ImageJobRow.claimed_by == owner)
+            session.execute(update(ImageJobRow).where(*held)
+                            .values(lease_expires=utcnow() + timedelta(seconds=lease_s)))
+            return set(session.scalars(select(ImageJobRow.id).where(*held)))
 
     def set_job_progress(self, job_id: str, progress: float) -> None:
         """Raise a running job's progress (never lower it: reports of several images may be written out of order)."""
@@ -133,28 +157,36 @@ class JobStore:
 
     def finish_job(self, job_id: str, status: str, *, from_status: Sequence[str] = ("running",),
                    result: Mapping[str, Any] | None = None, error: Mapping[str, Any] | None = None,
-                   tenant_id: str | None = None) -> bool:
-        """Move a job to a terminal status (or back to `queued`) if it is still in one of `from_status`."""
+                   tenant_id: str | None = None, owner: str | None = None) -> bool:
+        """Move a job to a terminal status (or back to `queued`) if it is still in one of `from_status` (and, with
+        `owner`, still claimed by that process: a run whose job was taken over finishes nothing)."""
         with self._transaction() as session:
             query = update(ImageJobRow).where(ImageJobRow.id == job_id, ImageJobRow.status.in_(list(from_status)))
             if tenant_id is not None:
                 query = query.where(ImageJobRow.tenant_id == tenant_id)
-            values: dict[str, Any] = {"status": status, "finished": utcnow() if status in JOB_TERMINAL else None}
+            if owner is not None:
+                query = query.where(ImageJobRow.claimed_by == owner)
+            values: dict[str, Any] = {"status": status, "finished": utcnow() if status in JOB_TERMINAL else None,
+                                      "lease_expires": None}
             if result is not None:
                 values.update(result=dict(result), progress=1.0)
             if error is not None:
                 values["error"] = dict(error)
             if status == "queued":  # a clean stop: not counted as an attempt (a crash is, see requeue_running)
-                values.update(progress=0.0, started=None, attempts=ImageJobRow.attempts - 1)
+                values.update(progress=0.0, started=None, attempts=ImageJobRow.attempts - 1, claimed_by=None)
             return session.execute(query.values(**values)).rowcount == 1
 
-    def requeue_running(self, max_attempts: int, error: Mapping[str, Any]) -> tuple[int, int]:
-        """At start-up: jobs a crash left `running` are queued again, or failed with `error` once they have been
-        started `max_attempts` times (a job that crashes the server must not crash it forever). (requeued, failed)"""
+    def requeue_expired(self, max_attempts: int, error: Mapping[str, Any]) -> tuple[int, int]:
+        """Running jobs whose lease ran out (their process died; a job claimed without a lease counts as run out)
+        are queued again for any process, or failed with `error` once they have been started `max_attempts` times
+        (a job that crashes its server must not crash servers forever); the next claim counts as an attempt.
+        Jobs of live processes are left alone. (requeued, failed)"""
         with self._transaction() as session:
-            running = ImageJobRow.status == "running"
-            failed = session.execute(update(ImageJobRow).where(running, ImageJobRow.attempts >= max_attempts)
-                                     .values(status="failed", error=dict(error), finished=utcnow())).rowcount
-            requeued = session.execute(update(ImageJobRow).where(running)
-                                       .values(status="queued", progress=0.0, started=None)).rowcount
+            expired = (ImageJobRow.status == "running",
+                       or_(ImageJobRow.lease_expires.is_(None), ImageJobRow.lease_expires < utcnow()))
+            gone = {"claimed_by": None, "lease_expires": None}
+            failed = session.execute(update(ImageJobRow).where(*expired, ImageJobRow.attempts >= max_attempts)
+                                     .values(status="failed", error=dict(error), finished=utcnow(), **gone)).rowcount
+            requeued = session.execute(update(ImageJobRow).where(*expired)
+                                       .values(status="queued", progress=0.0, started=None, **gone)).rowcount
             return requeued, failed

@@ -242,6 +242,10 @@ class ImageJobRow(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The process running it and until when its claim holds (renewed by that process's heartbeat); a running job
+    # whose lease ran out is taken over by another process.
+    claimed_by: Mapped[str | None] = mapped_column(String(120))
+    lease_expires: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 # ---- files and batches (POST /v1/files, POST /v1/batches) -------------------------------------------------------
