@@ -96,7 +96,12 @@ class CheckpointSigner:
                 pass
             finally:
                 os.unlink(temporary)
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        return cls.load(path, name)
+
+    @classmethod
+    def load(cls, path: Path, name: str) -> CheckpointSigner:
+        """The Ed25519 private key in the PEM file at `path` (an operator's own key, shared by every process)."""
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{path} does not hold an Ed25519 private key")
         return cls(key, name)

@@ -83,8 +83,10 @@ class Governance:
     @classmethod
     def open(cls, root: Path, database: Database, origin: str = "pictor.local/audit", checkpoint_every: int = 100,
              chain: Path | None = None, key: Path | None = None, anchors: Path | None = None,
-             policy: Path | None = None, image_classifier: str | None = None) -> Governance:
-        """Credentials (the operator's, or a CA made on first start) and the audit log.
+             policy: Path | None = None, image_classifier: str | None = None,
+             audit_key: Path | None = None) -> Governance:
+        """Credentials (the operator's, or a CA made on first start) and the audit log, whose checkpoints are signed
+        with `audit_key` (the operator's, shared by every process) or a key made in the data folder on first start.
 
         Only the serving process should call `audit.void_pending()` (at start-up, before serving): from a
         command-line tool it would void the reservations of a server that is running.
@@ -95,7 +97,10 @@ class Governance:
             credentials = signing.from_files(chain, key, anchors)
         else:
             credentials = signing.load_or_create(root / "provenance")
-        signer = CheckpointSigner.load_or_create(root / "audit" / "checkpoint-key.pem", origin)
+        if audit_key is not None:
+            signer = CheckpointSigner.load(audit_key, origin)
+        else:
+            signer = CheckpointSigner.load_or_create(root / "audit" / "checkpoint-key.pem", origin)
         classifier = load_classifier(image_classifier) if image_classifier else None
         return cls(credentials, AuditLog(database, signer, origin, checkpoint_every=checkpoint_every),
                    Policy.load(policy, image_classifier=classifier))
@@ -104,7 +109,7 @@ class Governance:
     def from_settings(cls, settings: Settings, root: Path, database: Database) -> Governance:
         return cls.open(root, database, settings.audit_origin, settings.audit_checkpoint_every, settings.signing_chain,
                         settings.signing_key, settings.signing_anchors, settings.policy_file,
-                        settings.image_classifier)
+                        settings.image_classifier, settings.audit_signing_key)
 
     def receipt(self, count: int) -> Receipt:
         return Receipt(self, self.audit.reserve(count), new_job_id())
