@@ -5,6 +5,7 @@ import pytest
 import torch
 from postgres_server import PostgresMissing, PostgresServer
 from scratch_databases import KINDS, ScratchDatabase
+from seaweedfs_server import SeaweedMissing, SeaweedServer, start_seaweedfs
 
 from pictor.embedded import WEIGHTS_DIR
 from pictor.engine.loading import load_model_folder
@@ -28,6 +29,17 @@ def postgres() -> Iterator[PostgresServer]:
         server, why = None, str(missing)
     if server is None:
         pytest.fail(why, pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """One SeaweedFS (S3) for the session; without its binary the tests fail (CI must run them) with what to install."""
+    try:
+        server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    except SeaweedMissing as missing:
+        pytest.fail(str(missing), pytrace=False)
     yield server
     server.stop()
 

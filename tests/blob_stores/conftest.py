@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from seaweedfs_server import SeaweedMissing, SeaweedServer, start_seaweedfs
+from seaweedfs_server import SeaweedServer
 
 from pictor.storage import BlobStore, LocalBlobStore, open_blob_store
-
-
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    """One SeaweedFS for the session; without its binary the tests fail (CI must run them) with what to install."""
-    try:
-        server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
-    except SeaweedMissing as missing:
-        pytest.fail(str(missing), pytrace=False)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
