@@ -29,8 +29,8 @@ def database(postgres: PostgresServer) -> Iterator[ScratchDatabase]:
 
 @pytest.fixture(scope="module")
 def servers(database: ScratchDatabase, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
-    """Two `pictor serve` processes on the database, sharing one data folder; both up before any request (each
-    voids pending audit reservations and requeues running jobs as it starts: see the README on several processes)."""
+    """Two `pictor serve` processes on the database, sharing one data folder (and so its keys: see the README on
+    several processes)."""
     root = tmp_path_factory.mktemp("postgres")
     env = {"PICTOR_DATABASE_URL": database.url}
     first = start_server(root, env, log_name="first.log")
