@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -101,7 +103,13 @@ def connect(settings: Settings) -> list[tuple[RayServeBackend, bool]]:
     from ray import serve
 
     if not ray.is_initialized():
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         ray.init(address=settings.ray_address or "auto", logging_level=logging.WARNING, log_to_driver=False)
+        if threading.current_thread() is threading.main_thread():
+            # Ray's driver takes SIGTERM for an immediate exit; the server's own handlers stop it gracefully
+            # (running jobs back to the queue, a last audit checkpoint).
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
     handle = serve.get_app_handle(settings.ray_app)
     # The handle's blocking calls refuse to run on an event loop's thread (the server builds inside its lifespan).
     with ThreadPoolExecutor(max_workers=1) as pool:

@@ -152,6 +152,26 @@ def start_server(root: Path, extra_env: dict[str, str] | None = None, extra_args
     return server
 
 
+ENGINE_ADDRESS = re.compile(r"PICTOR_RAY_ADDRESS=(\S+)")
+
+
+def start_engine(root: Path, timeout_s: float = 240) -> tuple[subprocess.Popen, str, Path]:
+    """`pictor engine` (Ray Serve replicas on a Ray cluster of its own, on loopback) in its own process group;
+    returns the process, the cluster's address and the log's path. Run it in a network namespace of its own."""
+    log_path = root / "engine.log"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PICTOR_")}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([*pictor_command(), "engine", "--data-dir", str(root / "engine")], stdout=log,
+                                   stderr=subprocess.STDOUT, env={**env, "RAY_DISABLE_USAGE_STATS": "1"},
+                                   start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    while not (found := ENGINE_ADDRESS.search(log_path.read_text(errors="replace"))):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"pictor engine did not start:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.5)
+    return process, found[1], log_path
+
+
 # ---- images -----------------------------------------------------------------------------------
 
 

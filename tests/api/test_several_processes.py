@@ -2,11 +2,16 @@
 operator's shared keys (the audit checkpoint key and the C2PA chain). 200 async jobs are submitted across them and one
 process is killed with SIGKILL mid-way: the others take over its jobs once their leases run out, every job ends once,
 every image is readable from a survivor (whichever process made it), a client streaming a job's events from one
-process hears a job that another runs, and `pictor audit verify` passes from either survivor's data folder."""
+process hears a job that another runs, and `pictor audit verify` passes from either survivor's data folder.
+
+With PICTOR_TEST_ENGINE=ray the processes' models run on one Ray Serve application (`pictor engine`) instead of in
+each process; tests/cluster/test_ray_engine.py runs this module so, in a network namespace of its own."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import uuid
@@ -24,12 +29,26 @@ from seaweedfs_server import SeaweedServer
 
 from pictor.governance import credentials
 
-from .helpers import Server, run_cli, start_server
+from .helpers import Server, run_cli, start_engine, start_server
 
 JOBS = 200
 SMALL = {"prompt": "a red circle on a blue background", "size": "64x64", "quality": "low"}
 LEASE_S = 3  # short, so that the takeover comes within seconds of the kill
 WATCHED = 3  # jobs at the end of the queue whose events are streamed from both survivors
+
+
+@pytest.fixture
+def engine_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """What makes the API processes call Ray Serve replicas, when PICTOR_TEST_ENGINE=ray; otherwise nothing."""
+    if os.environ.get("PICTOR_TEST_ENGINE") != "ray":
+        yield {}
+        return
+    process, address, _ = start_engine(tmp_path_factory.mktemp("engine"))
+    try:
+        yield {"PICTOR_ENGINE": "ray", "PICTOR_RAY_ADDRESS": address}
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # a clean Ray shutdown takes long; nothing here needs it
+        process.wait()
 
 
 @pytest.fixture
@@ -78,9 +97,9 @@ def running_on(database: ScratchDatabase, server: Server) -> list[str]:
 
 
 def test_jobs_survive_a_killed_process_among_several(database: ScratchDatabase, seaweedfs: SeaweedServer,
-                                                    tmp_path: Path) -> None:
+                                                    engine_env: dict[str, str], tmp_path: Path) -> None:
     started = time.monotonic()
-    env = {"PICTOR_DATABASE_URL": database.url, "PICTOR_BLOB_URL": f"s3://{seaweedfs.bucket}/{uuid.uuid4().hex[:12]}",
+    env = {**engine_env, "PICTOR_DATABASE_URL": database.url, "PICTOR_BLOB_URL": f"s3://{seaweedfs.bucket}/{uuid.uuid4().hex[:12]}",
            **seaweedfs.environment, **shared_keys(tmp_path / "operator-keys"),
            "PICTOR_JOB_LEASE_S": str(LEASE_S), "PICTOR_JOB_WORKERS": "2"}
     servers: list[Server] = []

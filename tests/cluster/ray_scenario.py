@@ -10,9 +10,7 @@ import asyncio
 import io
 import json
 import os
-import re
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -25,25 +23,9 @@ from pictor.embedded.render import render
 from pictor.embedded.world import Background, Scene, SceneObject
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from api.helpers import pictor_command, pixels, start_server  # noqa: E402
+from api.helpers import pixels, start_engine, start_server  # noqa: E402
 
-ADDRESS = re.compile(r"PICTOR_RAY_ADDRESS=(\S+)")
 SMALL = {"prompt": "a red circle on a white background", "size": "64x64", "quality": "low", "seed": 5}
-
-
-def start_engine(root: Path) -> tuple[subprocess.Popen, str, Path]:
-    log_path = root / "engine.log"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PICTOR_")}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([*pictor_command(), "engine", "--data-dir", str(root / "engine")], stdout=log,
-                                   stderr=subprocess.STDOUT, env={**env, "RAY_DISABLE_USAGE_STATS": "1"},
-                                   start_new_session=True)
-    deadline = time.monotonic() + 240
-    while not (found := ADDRESS.search(log_path.read_text(errors="replace"))):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"pictor engine did not start:\n{log_path.read_text(errors='replace')}")
-        time.sleep(0.5)
-    return process, found[1], log_path
 
 
 def stream_events(url: str, key: str, body: dict, stop_after_partials: int | None = None) -> list[str]:
@@ -58,6 +40,33 @@ def stream_events(url: str, key: str, body: dict, stop_after_partials: int | Non
                         stop_after_partials:
                     break
     return seen
+
+
+def cancel_replica_calls(address: str, engine_log: Path) -> int:
+    """Six streamed calls made straight to the deployment (they queue on the replica's worker), all cancelled after
+    the first step event: how many the replica reports cancelled."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray
+    from ray import serve
+
+    from pictor.engine.protocol import EngineRequest
+    from pictor.engine.wire import request_to_wire
+
+    before = engine_log.read_text(errors="replace").count("CALL run CANCELLED")
+    ray.init(address=address, log_to_driver=False)
+    handle = serve.get_app_handle("pictor-engine").options(stream=True)
+    request = request_to_wire(EngineRequest("generate", "a red star", 1024, 1024, seed=1, steps=11))
+    calls = [handle.run.remote("pictor-embedded", request, False) for _ in range(6)]
+    next(iter(calls[0]))
+    for call in calls:
+        call.cancel()
+    deadline = time.monotonic() + 30
+    while (cancelled := engine_log.read_text(errors="replace").count("CALL run CANCELLED") - before) < 1:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    ray.shutdown()
+    return cancelled
 
 
 async def concurrent(servers: list, count: int) -> list[int]:
@@ -90,16 +99,9 @@ def main(root: Path, out: Path) -> None:
         seen["validation"] = made[0]["data"][0]["validation"]["status"]
         seen["concurrent"] = asyncio.run(concurrent(servers, 8))
         seen["stream"] = stream_events(a.url, a.demo_key, {**SMALL, "partial_images": 2, "seed": 9})
-        cancelled_before = engine_log.read_text(errors="replace").count("CALL run CANCELLED")
         slow = {**SMALL, "size": "1024x1024", "quality": "high", "partial_images": 3, "n": 10, "seed": 11}
         seen["cancelled_stream"] = stream_events(a.url, a.demo_key, slow, stop_after_partials=1)
-        deadline = time.monotonic() + 30
-        while engine_log.read_text(errors="replace").count("CALL run CANCELLED") == cancelled_before:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        seen["replica_calls_cancelled"] = engine_log.read_text(errors="replace").count("CALL run CANCELLED") - \
-            cancelled_before
+        seen["replica_calls_cancelled"] = cancel_replica_calls(address, engine_log)
         scene = render(Scene((SceneObject("circle", "red", "large", (1, 1)),), Background(("white",))), 64).image
         buffer = io.BytesIO()
         Image.fromarray(scene).save(buffer, "PNG")

@@ -4,6 +4,7 @@ loopback in a network namespace of their own: the scenario is tests/cluster/ray_
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -52,3 +53,15 @@ def test_previews_stream_through_the_replica_and_an_edit_works(seen):
 def test_a_client_that_goes_away_cancels_the_replicas_work(seen):
     assert "image_generation.completed" not in seen["cancelled_stream"]
     assert seen["replica_calls_cancelled"] >= 1
+
+
+def test_jobs_survive_a_killed_api_process_with_the_models_on_ray(tmp_path):
+    """tests/api/test_several_processes.py with the API processes' models on one Ray Serve application: three
+    processes on PostgreSQL and S3, 200 jobs, one process killed with SIGKILL mid-way."""
+    module = Path(__file__).parents[1] / "api" / "test_several_processes.py"
+    command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', sys.executable, "-m", "pytest",
+               "-q", "-p", "no:cacheprovider", "-p", "no:warnings", str(module), "--basetemp", str(tmp_path / "run")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "PICTOR_TEST_ENGINE": "ray"})
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    assert done.stdout.split()[0] == ".", done.stdout[-3000:]  # its one test ran and passed (returncode 5: none ran)
