@@ -8,7 +8,7 @@ processes share one data folder (one SQLite database, one blob folder, one signi
 cores expect parity at best: what is measured is what the machinery costs, not what more machines would give.
 
 Run inside a network namespace of its own (some Ray processes listen on every interface):
-    unshare -n sh -c 'ip link set lo up && exec python bench/scale_out.py --out bench/results/scale-out-cpu-2core'
+    unshare -n python tests/cluster/in_namespace.py python bench/scale_out.py --out bench/results/scale-out-cpu-2core
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def main() -> int:
              "| layout | p50 one at a time (ms) | images/s, 16 clients | p99, 16 clients (ms) |", "|---|---|---|---|"]
     lines += [f"| {r['layout']} | {r['p50_ms']} | {r['images_per_s']} | {r['p99_ms_16_clients']} |" for r in rows]
     lines += ["", f"The Ray hop adds {hop:.1f} ms per image at p50 (1 API with 1 replica against 1 API in process).",
-              "", "Command: `unshare -n sh -c 'ip link set lo up && exec python bench/scale_out.py'`"]
+              "", "Command: `unshare -n python tests/cluster/in_namespace.py python bench/scale_out.py`"]
     Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
     return 0
 

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     audit_signing_key: Path | None = None
     audit_origin: str = "pictor.local/audit"  # the checkpoints' origin line: name this log uniquely
     audit_checkpoint_every: int = 100  # entries; a checkpoint is also signed a minute after the last one
+    # A pending audit reservation older than this belongs to a request whose process died (storing one request's
+    # outputs, sign, store, record, never takes this long): any serving process voids it.
+    audit_reservation_timeout_s: float = 60.0
     policy_file: Path | None = None  # the content policy (TOML); default: the shipped policies/default.toml
     # An image classifier for inputs and outputs: "nudenet" (the optional extra) or "package.module:factory";
     # none by default (every image check is then recorded as `unavailable`).

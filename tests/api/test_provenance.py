@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import closing
 
@@ -325,15 +326,19 @@ def test_a_crash_between_reservation_and_record_leaves_a_verifiable_log(tmp_path
     server closes it as a void entry, and the log verifies with every later entry under a checkpoint."""
     from pictor.storage import Database
 
-    running = start_server(tmp_path)
+    # Reservations younger than the timeout may be a live process's (several processes share one log): a short one
+    # here, so that the restarted server knows this one for abandoned.
+    env = {"PICTOR_AUDIT_RESERVATION_TIMEOUT_S": "1"}
+    running = start_server(tmp_path, env)
     generate(running, seed=90)
     database = Database(f"sqlite:///{running.data_dir / 'pictor.db'}")
     (reserved,) = database.reserve_audit(1)  # what ImageService does right before signing
     database.close()
     running.process.kill()
     running.process.wait(timeout=10)
+    time.sleep(1.5)
 
-    restarted = start_server(tmp_path)
+    restarted = start_server(tmp_path, env)
     restarted.demo_key = running.demo_key  # printed on the first start only
     try:
         generate(restarted, seed=91)

@@ -129,10 +129,12 @@ def test_a_tenant_at_its_running_jobs_quota_waits_for_a_running_one_to_end(serve
     quota(server, name, "--running-jobs", "1")
     headers = {"authorization": f"Bearer {server.key_for(name)}"}
     tenant_id = Database(DataDir.resolve(server.data_dir).database_url).tenant_by_name(name).id
-    with sqlite3.connect(server.data_dir / "pictor.db") as db:  # a job of the tenant's that another process runs
+    # A job of the tenant's that another process runs: it holds a live lease, so no process takes it over.
+    with sqlite3.connect(server.data_dir / "pictor.db") as db:
         db.execute("INSERT INTO image_jobs (id, tenant_id, endpoint, request, input_hashes, priority, status, progress,"
-                   " attempts, metadata, created) VALUES ('job_elsewhere', ?, '/v1/images/generations', '{}', '[]', 0,"
-                   " 'running', 0, 1, '{}', '2026-01-01 00:00:00')", (tenant_id,))
+                   " attempts, metadata, created, claimed_by, lease_expires) VALUES ('job_elsewhere', ?,"
+                   " '/v1/images/generations', '{}', '[]', 0, 'running', 0, 1, '{}', '2026-01-01 00:00:00',"
+                   " 'another-host:1:abc', '2999-01-01 00:00:00')", (tenant_id,))
     job = http.post("/v1/jobs", json={"request": {"prompt": "a red circle", "size": "64x64"}}, headers=headers).json()
     time.sleep(3)
     assert http.get(f"/v1/jobs/{job['id']}", headers=headers).json()["status"] == "queued"

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 SCENARIO = Path(__file__).with_name("ray_scenario.py")
+# A network namespace with only loopback (brought up by in_namespace.py, which needs no `ip` command).
+IN_NAMESPACE = ["unshare", "-n", sys.executable, str(Path(__file__).with_name("in_namespace.py"))]
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +23,7 @@ def seen(tmp_path_factory) -> dict:
         pytest.fail("the Ray tests run in a network namespace of their own: install util-linux (`unshare`)")
     root = tmp_path_factory.mktemp("ray")
     out = root / "seen.json"
-    # Only loopback exists in the namespace, and it starts down.
-    command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', sys.executable, str(SCENARIO),
-               str(root), str(out)]
+    command = [*IN_NAMESPACE, sys.executable, str(SCENARIO), str(root), str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert out.exists(), f"the scenario failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     seen = json.loads(out.read_text())
@@ -59,8 +59,8 @@ def test_jobs_survive_a_killed_api_process_with_the_models_on_ray(tmp_path):
     """tests/api/test_several_processes.py with the API processes' models on one Ray Serve application: three
     processes on PostgreSQL and S3, 200 jobs, one process killed with SIGKILL mid-way."""
     module = Path(__file__).parents[1] / "api" / "test_several_processes.py"
-    command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', sys.executable, "-m", "pytest",
-               "-q", "-p", "no:cacheprovider", "-p", "no:warnings", str(module), "--basetemp", str(tmp_path / "run")]
+    command = [*IN_NAMESPACE, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings",
+               str(module), "--basetemp", str(tmp_path / "run")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1200,
                           env={**os.environ, "PICTOR_TEST_ENGINE": "ray"})
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]

@@ -120,13 +120,10 @@ class KeyBeforeBody:
         await self.app(scope, receive, send)
 
 
-RESERVATION_MIN_AGE_S = 60.0  # storing one request's outputs (sign, store, record) never takes this long
-
-
 def _void_abandoned_reservations(parts: Components) -> list[int]:
-    """Void the audit reservations of requests whose process died: those older than the job lease (and a minute).
+    """Void the audit reservations of requests whose process died: those older than `audit_reservation_timeout_s`.
     A live process's reservations are younger, so starting or restarting one process fails no other's request."""
-    age = max(parts.settings.job_lease_s, RESERVATION_MIN_AGE_S)
+    age = parts.settings.audit_reservation_timeout_s
     return parts.governance.audit.void_pending(older_than=datetime.now(UTC) - timedelta(seconds=age))
 
 
