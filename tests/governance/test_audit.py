@@ -2,11 +2,11 @@ import base64
 import hashlib
 import json
 import stat
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from concurrent_writers import run_writers
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from scratch_databases import ScratchDatabase
 
@@ -141,21 +141,12 @@ def test_proofs_verify_against_the_signed_checkpoint(db: Database, log: AuditLog
 
 def test_reservations_are_consecutive_and_unique_under_threads(db: Database) -> None:
     got: list[list[int]] = []
-    errors: list[BaseException] = []
 
-    def work() -> None:
-        try:
-            for _ in range(10):
-                got.append(db.reserve_audit(3))
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+    def work(_: int) -> None:
+        for _ in range(10):
+            got.append(db.reserve_audit(3))
 
-    threads = [threading.Thread(target=work) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    run_writers(work, 6)
     assert all(block == list(range(block[0], block[0] + 3)) for block in got)
     assert sorted(i for block in got for i in block) == list(range(180))
 
@@ -164,21 +155,12 @@ def test_eight_concurrent_writers_finish_160_entries_without_a_gap(db: Database,
     """8 request threads x 20 requests, each reserving its entry, then storing its image and finishing the entry in
     one transaction: every reservation succeeds, the indexes are 0..159, and the log verifies."""
     made: list[str] = []
-    errors: list[BaseException] = []
 
     def work(writer: int) -> None:
-        try:
-            for i in range(20):
-                made.extend(generate(db, log, tenant, f"writer {writer} prompt {i}"))
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+        for i in range(20):
+            made.extend(generate(db, log, tenant, f"writer {writer} prompt {i}"))
 
-    threads = [threading.Thread(target=work, args=(writer,)) for writer in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, f"{len(errors)} writers failed, the first with {errors[0]!r}"
+    run_writers(work)
     assert len(made) == 160
     entries = db.audit_entries()
     assert [entry.index for entry in entries] == list(range(160))

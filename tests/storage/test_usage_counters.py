@@ -1,8 +1,9 @@
 """Quota counters under concurrent writers, on SQLite and PostgreSQL: the first charge of a day or a minute makes its
 counter row while others race to make it too, and conditional updates never pass the limit together."""
 
-import threading
 from collections.abc import Callable
+
+from concurrent_writers import run_writers
 
 from pictor.storage import Database
 
@@ -12,23 +13,12 @@ WRITERS, CHARGES = 8, 20
 def race(charge: Callable[[], object]) -> list[object]:
     """WRITERS threads each charging CHARGES times at once; every outcome, or the first error raised."""
     outcomes: list[object] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(WRITERS)
 
-    def work() -> None:
-        start.wait()
-        try:
-            for _ in range(CHARGES):
-                outcomes.append(charge())
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+    def work(_: int) -> None:
+        for _ in range(CHARGES):
+            outcomes.append(charge())
 
-    threads = [threading.Thread(target=work) for _ in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, f"{len(errors)} writers failed, the first with {errors[0]!r}"
+    run_writers(work, WRITERS)
     return outcomes
 
 
