@@ -177,10 +177,24 @@ class SceneReader:
         Deterministic, so replay derives the same repair from the same image."""
         return None
 
+    def _supplies(self, method: str) -> bool:
+        """Whether this reader answers `method` itself rather than with the contract's default."""
+        return getattr(type(self), method) is not getattr(SceneReader, method)
+
+    @property
+    def reads(self) -> bool:
+        """Whether this reader finds objects in images (GIF output moves one)."""
+        return self._supplies("read")
+
+    @property
+    def scores(self) -> bool:
+        """Whether this reader scores images (it is then the model's validator)."""
+        return self._supplies("score")
+
     @property
     def repairs(self) -> bool:
         """Whether this reader proposes repairs at all (the search keeps budget for them only then)."""
-        return type(self).propose_repair is not SceneReader.propose_repair
+        return self._supplies("propose_repair")
 
 
 NO_UNDERSTANDING = SceneReader()

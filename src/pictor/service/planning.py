@@ -228,7 +228,7 @@ class Planner:
         if guide is not None:
             plan.markup_guide, plan.engine_prompt = guide, guide.prompt
         if job.output_format == "gif":
-            if type(reader).read is SceneReader.read:
+            if not reader.reads:
                 raise InvalidRequest(f"The model '{plan.model}' cannot make GIF output: its frames move an object "
                                      "that the model's scene reader finds, and it has none.", "output_format",
                                      "unsupported_output_format")

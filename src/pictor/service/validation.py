@@ -205,14 +205,9 @@ def load_validator(reference: str) -> OperatorValidator:
     return OperatorValidator(scorer, reference)
 
 
-def scores(reader: SceneReader) -> bool:
-    """Whether a scene reader scores images (it overrides the contract's `score`)."""
-    return type(reader).score is not SceneReader.score
-
-
 def validator_for(reader: SceneReader = NO_UNDERSTANDING, reference: str | None = None) -> Validator:
     """The operator's validator where the model names one (`reference`, see `load_validator`); else the model's scene
     reader where it scores images; otherwise the explicit unavailable state."""
     if reference:
         return load_validator(reference)
-    return reader if scores(reader) else UnavailableValidator()
+    return reader if reader.scores else UnavailableValidator()
