@@ -279,3 +279,26 @@ def test_a_nul_character_in_a_form_field_or_the_query_is_a_400(server, http):
     assert searched.status_code == 400 and searched.json()["error"]["code"] == "invalid_character"
     assert http.get("/v1/images/img_%00").status_code == 400
     assert server.state() == before
+
+
+def _multipart(boundary: str, parts: list[tuple[str, bytes]]) -> bytes:
+    return b"".join(f"--{boundary}\r\n{head}\r\n\r\n".encode() + data + b"\r\n" for head, data in parts) \
+        + f"--{boundary}--\r\n".encode()
+
+
+@pytest.mark.parametrize("case, parts, code", [
+    ("too many fields", [(f'Content-Disposition: form-data; name="f{i}"', b"x") for i in range(65)], "invalid_form"),
+    ("a name that is not UTF-8", [('Content-Disposition: form-data; name="prompt"', b"\xff\xfe blue")], "invalid_form"),
+    ("an image sent as text", [('Content-Disposition: form-data; name="image"', b"not a file")],
+     "invalid_image_file"),
+    ("no closing boundary", [], "invalid_form"),
+])
+def test_a_malformed_form_is_a_400(server, http, case, parts, code):
+    boundary = "pictor-test-boundary"
+    body = _multipart(boundary, parts) if parts else f"--{boundary}\r\nContent-Disposition: form-".encode()
+    before = server.state()
+    response = http.post("/v1/images/edits", content=body,
+                         headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 400, (case, response.text)
+    assert response.json()["error"]["code"] == code, (case, response.text)
+    assert server.state() == before
