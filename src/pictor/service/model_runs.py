@@ -72,10 +72,10 @@ class ModelRuns:
         not cacheable). Repairs are not cacheable: their key would not say what they repainted."""
         store = self.cache.cache
         keys: list[str] = []
+        cached: list[EngineResult | None] = [None] * len(requests)
         if store is not None and self.plan.job.seed is not None and cacheable:
-            keys = store.keys_for(self.plan, self.tenant_id, requests, self.cache.mask_blend_px,
-                                  self.cache.auto_edit_mask)
-        cached = store.lookup(keys, requests) if store is not None and keys else [None] * len(requests)
+            # Off the event loop: keys hash the canvas's pixels, a hit decompresses them.
+            keys, cached = await asyncio.to_thread(self._look_up, store, requests)
         callbacks = self.previews if first_round else {}
         futures = [asyncio.wrap_future(self.worker.submit(request, callbacks.get(index)))
                    for index, request in enumerate(requests) if cached[index] is None]
@@ -86,10 +86,15 @@ class ModelRuns:
                 future.cancel()
             raise ModelFailure(f"The model failed: {error}", None, "model_error") from error
         if store is not None and keys:
-            store.remember(keys, cached, made, self.tenant_id)
+            await asyncio.to_thread(store.remember, keys, cached, list(made), self.tenant_id)
         results = [hit if hit is not None else made.pop(0) for hit in cached]
         states = ["hit" if hit is not None else "miss" for hit in cached] if keys else [""] * len(requests)
         return results, states
+
+    def _look_up(self, store: ResultCache, requests: list[EngineRequest]
+                  ) -> tuple[list[str], list[EngineResult | None]]:
+        keys = store.keys_for(self.plan, self.tenant_id, requests, self.cache.mask_blend_px, self.cache.auto_edit_mask)
+        return keys, store.lookup(keys, requests)
 
     async def inpaint(self, image: Image.Image, mask: Image.Image, prompt: str, seed: int) -> Image.Image:
         """One inpainting run at the plan's steps (a GIF's background plate), not cached."""

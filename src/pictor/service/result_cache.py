@@ -9,7 +9,11 @@ tenants), the model and its weights, the device type, the normalised parameters 
 input and mask content hashes, size, steps, background, the seed of this one image), plus the service
 settings that shape the model's inputs, and what the engine is actually handed (the derived prompt,
 canvas and mask). Only requests with an explicit seed are cached: without one the
-seed is random, so a repeat could never match. LRU, bounded by the bytes of the cached pixels.
+seed is random, so a repeat could never match. LRU, bounded by the bytes it holds.
+
+Pixels are held as bytes, compressed (zlib, fastest level) when a sample of them compresses well: a flat
+1024 px output of the embedded model is 21 KB instead of 3 MB, and a server that kept its 128 MB of PIL images
+(4 bytes a pixel, between the model's temporaries) peaked near 1 GB. Pixels that do not compress are kept raw.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import json
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -27,17 +32,38 @@ from pictor.engine.protocol import EngineRequest, EngineResult
 from pictor.service.governance import pixels_hash
 from pictor.service.planning import Plan
 
+# Compress when the first 64 KB of pixels shrink at least this much (photographs rarely do; flat renders do).
+SAMPLE_BYTES = 64 * 1024
+WORTH_COMPRESSING = 4.0
+
 
 @dataclass(frozen=True)
 class CachedOutput:
-    image: Image.Image
+    pixels: bytes  # the image's raw bytes, zlib-compressed when `compressed`
+    compressed: bool
+    mode: str
+    size: tuple[int, int]
     unknown_words: tuple[str, ...]
     revised_prompt: str | None
     tenant_id: str = ""
 
+    @classmethod
+    def of(cls, image: Image.Image, unknown_words: tuple[str, ...], revised_prompt: str | None,
+           tenant_id: str = "") -> CachedOutput:
+        raw = image.tobytes()
+        sample = raw[:SAMPLE_BYTES]
+        compressed = len(sample) >= WORTH_COMPRESSING * len(zlib.compress(sample, 1))
+        return cls(zlib.compress(raw, 1) if compressed else raw, compressed, image.mode, image.size,
+                   unknown_words, revised_prompt, tenant_id)
+
+    def image(self) -> Image.Image:
+        """A new image of the cached pixels (the caller may change it)."""
+        raw = zlib.decompress(self.pixels) if self.compressed else self.pixels
+        return Image.frombytes(self.mode, self.size, raw)
+
     @property
     def nbytes(self) -> int:
-        return self.image.width * self.image.height * len(self.image.getbands()) + 256
+        return len(self.pixels) + 256
 
 
 def cache_key(**fields: object) -> str:
@@ -65,7 +91,7 @@ def engine_inputs(request: EngineRequest, digests: dict[int, str] | None = None)
 
 
 class ResultCache:
-    """A thread-safe LRU of model outputs, at most `max_bytes` of pixels (0 = off: nothing is kept)."""
+    """A thread-safe LRU of model outputs, holding at most `max_bytes` (0 = off: nothing is kept)."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max(0, max_bytes)
@@ -105,7 +131,7 @@ class ResultCache:
             started = time.perf_counter()
             hit = self.get(key)
             found.append(None if hit is None else EngineResult(
-                hit.image.copy(), request.seed, list(hit.unknown_words), hit.revised_prompt,
+                hit.image(), request.seed, list(hit.unknown_words), hit.revised_prompt,
                 model_seconds=time.perf_counter() - started))
         return found
 
@@ -114,8 +140,7 @@ class ResultCache:
         """Keep the outputs just made (`made`, in the order of the misses in `cached`)."""
         misses = [key for key, hit in zip(keys, cached) if hit is None]
         for key, result in zip(misses, made):
-            self.put(key, CachedOutput(result.image.copy(), tuple(result.unknown_words), result.revised_prompt,
-                                       tenant_id))
+            self.put(key, CachedOutput.of(result.image, tuple(result.unknown_words), result.revised_prompt, tenant_id))
 
     def get(self, key: str) -> CachedOutput | None:
         with self._lock:
