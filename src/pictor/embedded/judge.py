@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -70,7 +70,15 @@ class Detection:
     """Everything read from one image: the objects (sorted by cell) and the background model."""
 
     objects: list[DetectedObject]
-    background: np.ndarray  # (H, W, 3) float32 model of the background, in [0, 255]
+    background_model: np.ndarray  # (3, 3): the background's colour as c0 + u * c1 + v * c2 (u, v in [0, 1])
+    height: int
+    width: int
+
+    @cached_property
+    def background(self) -> np.ndarray:
+        """(H, W, 3) float32 model of the background, in [0, 255], at the image's size: made only when asked
+        for (12 MB at 1024 px, which a judgement of the image's content does not need)."""
+        return _evaluate_background(self.background_model, self.height, self.width)
 
 
 @cache
@@ -477,8 +485,7 @@ def detect(image: np.ndarray | Image.Image) -> Detection:
     work, height, width = _working_image(image)
     h, w = work.shape[:2]
     coef, noise = _fit_background(work)
-    background = _evaluate_background(coef, height, width)
-    bg = background if (h, w) == (height, width) else _evaluate_background(coef, h, w)
+    bg = _evaluate_background(coef, h, w)
     delta = work - bg
     diff = np.sqrt(np.einsum("ijk,ijk->ij", delta, delta))  # RGB distance from the background
     threshold = max(MIN_FOREGROUND, 3.0 * math.sqrt(3.0) * noise)  # noise: 3 sigmas of a 3-channel norm
@@ -507,22 +514,18 @@ def detect(image: np.ndarray | Image.Image) -> Detection:
         objects.append(DetectedObject(shape, colour, size, cell, pixel_box, (cx * scale_x, cy * scale_y),
                                       round(area * scale_x * scale_y), confidence))
     objects.sort(key=lambda o: o.cell)
-    return Detection(objects, background)
+    return Detection(objects, coef, height, width)
 
 
-def _background_coefficients(background: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _background_coefficients(detection: Detection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(value at the top-left corner of the image, change across x, change across y), per channel."""
-    b = np.asarray(background, dtype=np.float64)
-    h, w = b.shape[:2]
-    dx = (b[0, -1] - b[0, 0]) * w / max(1, w - 1)
-    dy = (b[-1, 0] - b[0, 0]) * h / max(1, h - 1)
-    origin = b[0, 0] - dx * 0.5 / w - dy * 0.5 / h
-    return origin, dx, dy
+    c = np.asarray(detection.background_model, dtype=np.float64)
+    return c[0], c[1], c[2]
 
 
 def background_direction(detection: Detection) -> str | None:
     """None for a plain background, else the gradient's direction (as in world.GRADIENT_DIRECTIONS)."""
-    _, dx, dy = _background_coefficients(detection.background)
+    _, dx, dy = _background_coefficients(detection)
     nx, ny = float(np.linalg.norm(dx)), float(np.linalg.norm(dy))
     if max(nx + ny, float(np.linalg.norm(dx + dy))) < PLAIN_RANGE:
         return None
@@ -543,7 +546,7 @@ def background_colours(detection: Detection) -> tuple[str, ...]:
     Start and end are the colours at the left/top/top-left end and the right/bottom/bottom-right end
     of the gradient, the same convention as render.render_background.
     """
-    origin, dx, dy = _background_coefficients(detection.background)
+    origin, dx, dy = _background_coefficients(detection)
     direction = background_direction(detection)
     if direction is None:
         return (_nearest_colour(origin + dx / 2 + dy / 2),)
