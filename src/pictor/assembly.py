@@ -174,8 +174,9 @@ class Components:
         service = ImageService(registry, database, blobs, governance, settings.mask_blend_px,
                                settings.auto_edit_mask, ResultCache(settings.result_cache_mb * 1024 * 1024), quotas,
                                rate_limits)
+        metrics = Metrics()
         jobs = JobRunner(service, JobStore(database), blobs, settings.resolved_job_workers(),
-                         settings.job_lease_s)
+                         settings.job_lease_s, observe_steps=metrics.observe_steps)
         batch_store = BatchStore(database)
         return cls(settings=settings, database=database, blobs=blobs, registry=registry,
                    service=service, governance=governance, provenance=installation.provenance,
@@ -184,7 +185,7 @@ class Components:
                    limiter=RateLimiter(settings.rate_limit_per_minute), keyless_principal=keyless, quotas=quotas,
                    jobs=jobs, batches=BatchRunner(jobs, batch_store, blobs),
                    gallery=Gallery(database, blobs, governance, service), files=FileService(batch_store, blobs, quotas),
-                   tenant_admin=TenantAdmin(database, governance))
+                   tenant_admin=TenantAdmin(database, governance), metrics=metrics)
 
     def presigned_link(self, tenant_id: str, image_id: str) -> str | None:
         """The blob store's own link to an image where `blob_presigned_urls` asks for one; None: Pictor's own link."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -117,9 +118,40 @@ def test_server_timing_reports_model_time_apart_from_the_whole(http):
         steps[name] = float(duration)
     assert next(iter(steps)) == "model" and 0 < steps["model"] < elapsed_ms
     # Every step of the path is named, and all of them together fit in the request's time.
-    for step in ("auth", "policy", "decode", "validation", "mark", "encode", "sign", "audit", "store", "response"):
+    for step in ("auth", "policy", "decode", "queue", "validation", "mark", "encode", "sign", "audit", "store",
+                 "response"):
         assert step in steps and steps[step] >= 0, (step, steps)
     assert sum(steps.values()) < elapsed_ms
     metrics = http.get("/metrics").text
-    for step in ("model", "encode", "sign", "store"):
+    for step in ("model", "queue", "encode", "sign", "store"):
         assert f'pictor_request_step_seconds_count{{step="{step}"}}' in metrics
+
+
+PATH_STEPS = ("model", "policy", "decode", "queue", "validation", "mark", "encode", "sign", "audit", "store")
+
+
+def step_count(http: httpx.Client, step: str) -> float:
+    line = f'pictor_request_step_seconds_count{{step="{step}"}}'
+    found = [row for row in http.get("/metrics").text.splitlines() if row.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
+def test_streams_and_jobs_report_their_steps_too(http):
+    """A stream's status line has gone before its steps are known, and a job answers later: both say them in their
+    results, and both are counted in the per-step histogram."""
+    before = step_count(http, "encode")
+    body = {"prompt": "a red circle", "size": "64x64", "quality": "low"}
+    with http.stream("POST", "/v1/images/generations", json={**body, "stream": True, "partial_images": 1}) as answer:
+        events = [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data: ")]
+    (completed,) = [event for event in events if event["type"] == "image_generation.completed"]
+    assert set(PATH_STEPS) <= set(completed["timings_ms"]), completed["timings_ms"]
+    assert all(ms >= 0 for ms in completed["timings_ms"].values())
+    job = http.post("/v1/jobs", json={"request": body}).json()
+    deadline = time.monotonic() + 120
+    while job["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+        job = http.get(f"/v1/jobs/{job['id']}").json()
+    assert job["status"] == "succeeded", job
+    assert set(PATH_STEPS) <= set(job["timings_ms"]), job["timings_ms"]
+    assert step_count(http, "encode") == before + 2

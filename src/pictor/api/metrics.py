@@ -55,3 +55,8 @@ class Metrics:
         self.stopped = Gauge("pictor_engine_calls_stopped",
                              "Model calls stopped part way because every request in them was cancelled",
                              ["model"], registry=self.registry)
+
+    def observe_steps(self, steps_ms: dict[str, float]) -> None:
+        """One request's time per step (milliseconds), into the per-step histogram."""
+        for name, ms in steps_ms.items():
+            self.steps.labels(name).observe(ms / 1000)

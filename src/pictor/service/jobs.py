@@ -100,6 +100,7 @@ def result_summary(result: ImagesResult) -> dict[str, Any]:
     return {"created": result.created, "size": result.size, "quality": result.quality,
             "background": result.background, "output_format": result.output_format, "usage": result.usage,
             "svg_usage": result.svg_usage,
+            "timings_ms": {name: round(ms, 1) for name, ms in result.steps_ms.items()},
             "images": [{"id": item.artifact.id, "seed": item.seed, "revised_prompt": item.revised_prompt,
                         "unknown_words": item.unknown_words, "width": item.artifact.width,
                         "height": item.artifact.height, "validation": item.validation} for item in result.images]}
@@ -110,13 +111,15 @@ class JobRunner:
     model workers close."""
 
     def __init__(self, service: ImageService, store: JobStore, blobs: BlobStore, workers: int = 2,
-                 lease_s: float = LEASE_S, owner: str | None = None):
+                 lease_s: float = LEASE_S, owner: str | None = None,
+                 observe_steps: Callable[[dict[str, float]], None] | None = None):
         self.service = service
         self.store = store
         self.blobs = blobs
         self.workers = max(1, workers)
         self.lease_s = lease_s
         self.owner = owner or process_name()
+        self.observe_steps = observe_steps  # each finished job's time per step (the server's histogram)
         self._parse: JobParser | None = None
         self._wake = asyncio.Event()
         self._pick = asyncio.Lock()  # one worker chooses at a time, so the round-robin state stays consistent
@@ -303,6 +306,8 @@ class JobRunner:
             self._fail(record, {"message": f"The job failed: {error}", "type": "server_error", "param": None,
                                 "code": "job_failed"})
         else:
+            if self.observe_steps is not None:
+                self.observe_steps(result.steps_ms)
             if await asyncio.to_thread(self.store.finish_job, record.id, "succeeded", result=result_summary(result),
                                        owner=self.owner):
                 self._publish(record.id, "job.succeeded")

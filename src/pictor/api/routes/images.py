@@ -47,8 +47,7 @@ async def _answer(request: Request, parts: Components, caller: Principal, job: I
     body = images_response(result, fields.response_format, image_links(request, caller))
     steps = {"auth": getattr(request.state, "auth_ms", 0.0), **result.steps_ms,
              "response": (time.perf_counter() - started) * 1000}
-    for name, ms in steps.items():
-        parts.metrics.steps.labels(name).observe(ms / 1000)
+    parts.metrics.observe_steps(steps)
     # Server-Timing lets clients (and bench/server_overhead.py) tell model time from every other step.
     return JSONResponse(body, headers={"server-timing": server_timing(result, steps)})
 
@@ -62,6 +61,10 @@ def server_timing(result: ImagesResult, steps: dict[str, float] | None = None) -
     if result.cache is not None:
         parts.append(f"cache;desc={result.cache}")
     return ", ".join(parts)
+
+
+def _rounded(steps_ms: dict[str, float]) -> dict[str, float]:
+    return {name: round(ms, 1) for name, ms in steps_ms.items()}
 
 
 def _count(parts: Components, plan: Plan, result: ImagesResult) -> None:
@@ -82,11 +85,14 @@ async def _stream(parts: Components, caller: Principal, plan: Plan, partial_imag
                                  "output_format": plan.job.output_format})
                 continue
             _count(parts, plan, event)
+            parts.metrics.observe_steps(event.steps_ms)
             for produced in event.images:
                 yield sse_event({"type": f"{prefix}.completed", "b64_json": base64.b64encode(produced.artifact.data)
                                  .decode(), "created_at": event.created, "size": event.size, "quality": event.quality,
                                  "background": event.background, "output_format": event.output_format,
-                                 "usage": event.usage, "id": produced.artifact.id, "seed": produced.seed})
+                                 "usage": event.usage, "id": produced.artifact.id, "seed": produced.seed,
+                                 # Server-Timing has gone out with the status line: the steps come here.
+                                 "timings_ms": _rounded(event.steps_ms)})
     except ServiceError as error:
         type_ = "server_error" if error.kind == "model_failure" else "invalid_request_error"
         yield sse_event({"type": "error", **error_body(error.message, type_, error.param, error.code, error.details)})

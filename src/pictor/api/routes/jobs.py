@@ -46,6 +46,7 @@ def job_object(parts: Components, caller: Principal, record: JobRecord, links: C
         "result": None, "error": record.error}
     if with_result and record.status == "succeeded" and record.result is not None:
         body["result"] = render_result(record, parts.service, caller.tenant_id, links)
+        body["timings_ms"] = record.result.get("timings_ms")  # the steps of its run, as Server-Timing names them
     return body
 
 
