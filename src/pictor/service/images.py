@@ -22,6 +22,7 @@ from pictor.engine.registry import ModelRegistry
 from pictor.engine.scene import SceneReader
 from pictor.service import animation, vector
 from pictor.service.content_checks import ContentChecks
+from pictor.service.cpu_pool import run_on_cores
 from pictor.service.encoding import MIME_TYPES
 from pictor.service.errors import NotFoundError
 from pictor.service.governance import Governance
@@ -147,9 +148,9 @@ class ImageService:
         times.add("model", model_seconds * 1000)
         times.add("validation", validation_ms)
         with times.step("policy"):
-            checks = await asyncio.to_thread(self.checks.check_images, job, [r.image for r in outcome.results],
+            checks = await run_on_cores(self.checks.check_images, job, [r.image for r in outcome.results],
                                              plan.level, "output", principal)
-        produced = await asyncio.to_thread(self.outputs.store, plan, principal, outcome.results, checks,
+        produced = await run_on_cores(self.outputs.store, plan, principal, outcome.results, checks,
                                            cache_states, outcome.extras)
         usage = request_usage(plan, plan.sources)
         add_compute(usage, plan, model_runs, steps_run, validation_ms, outcome.made)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from PIL import Image
 
 from pictor.engine.protocol import EngineRequest, EngineResult, StepObserver
 from pictor.engine.worker import ModelWorker
+from pictor.service.cpu_pool import run_on_cores
 from pictor.service.encoding import encode
 from pictor.service.errors import ModelFailure
 from pictor.service.planning import Plan
@@ -75,18 +77,22 @@ class ModelRuns:
         cached: list[EngineResult | None] = [None] * len(requests)
         if store is not None and self.plan.job.seed is not None and cacheable:
             # Off the event loop: keys hash the canvas's pixels, a hit decompresses them.
-            keys, cached = await asyncio.to_thread(self._look_up, store, requests)
+            keys, cached = await run_on_cores(self._look_up, store, requests)
         callbacks = self.previews if first_round else {}
         futures = [asyncio.wrap_future(self.worker.submit(request, callbacks.get(index)))
                    for index, request in enumerate(requests) if cached[index] is None]
+        started = time.perf_counter()
         try:
             made: list[EngineResult] = list(await asyncio.gather(*futures))
         except Exception as error:
             for future in futures:
                 future.cancel()
             raise ModelFailure(f"The model failed: {error}", None, "model_error") from error
+        if made:  # queue wait: the time the calls took beyond the longest one's own run
+            waited = time.perf_counter() - started - max(result.model_seconds for result in made)
+            self.plan.times.add("queue", max(0.0, waited) * 1000)
         if store is not None and keys:
-            await asyncio.to_thread(store.remember, keys, cached, list(made), self.tenant_id)
+            await run_on_cores(store.remember, keys, cached, list(made), self.tenant_id)
         results = [hit if hit is not None else made.pop(0) for hit in cached]
         states = ["hit" if hit is not None else "miss" for hit in cached] if keys else [""] * len(requests)
         return results, states

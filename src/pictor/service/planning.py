@@ -8,7 +8,6 @@ task, and how its candidates will be searched.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -20,6 +19,7 @@ from pictor.engine.scene import NO_UNDERSTANDING, SceneReader, reader_of
 from pictor.governance.badge import BadgeSettings
 from pictor.service import animation, composition, markup, validation
 from pictor.service.content_checks import ContentChecks
+from pictor.service.cpu_pool import run_on_cores
 from pictor.service.errors import InvalidRequest, UnknownModel
 from pictor.service.inputs import editable_area, open_image
 from pictor.service.masks import blend_band, has_alpha
@@ -168,29 +168,29 @@ class Planner:
         # Off the event loop: the policy's work grows with the text, and other requests must not wait on it.
         times = StepTimes()
         with times.step("policy"):
-            decisions = [await asyncio.to_thread(self.checks.check_text, job, level, principal)] if moderate else []
+            decisions = [await run_on_cores(self.checks.check_text, job, level, principal)] if moderate else []
         with times.step("decode"):
-            width, height, sources, mask = await asyncio.to_thread(decode_inputs, job)
+            width, height, sources, mask = await run_on_cores(decode_inputs, job)
         if moderate:
             with times.step("policy"):
-                decisions += await asyncio.to_thread(self.checks.check_images, job, sources, level, "input",
+                decisions += await run_on_cores(self.checks.check_images, job, sources, level, "input",
                                                      principal)
         backend = self.registry.worker(model).backend
         reader = reader_of(backend)
         placed, auto_mask, guide = None, False, None
         if job.markup is not None:
             # The overlay's strokes (and the objects under them) are the editable area: a masked edit from here on.
-            guide = await asyncio.to_thread(markup.guide, job.markup, sources[0], job.prompt, reader)
+            guide = await run_on_cores(markup.guide, job.markup, sources[0], job.prompt, reader)
             mask, (width, height) = guide.mask, sources[0].size
             check_bounds(width, height, f"The image is {width}x{height}, and the result is made at its size", "image",
                          "invalid_image_dimensions")
         elif job.kind == JobKind.EDIT and len(sources) >= 2 and composition.wants_composition(job.prompt, reader):
-            sources, mask, placed = await asyncio.to_thread(self._compose, job, sources, mask, reader)
+            sources, mask, placed = await run_on_cores(self._compose, job, sources, mask, reader)
         elif (job.kind == JobKind.EDIT and mask is None and len(sources) == 1 and self.auto_edit_mask
               and sources[0].size == (width, height)):
             # "Make the circle green" changes the circle: everything else stays the input's own pixels, so
             # edit after edit does not drift. When the reader cannot tell the area, the edit is the plain one.
-            mask = await asyncio.to_thread(reader.edit_region, sources[0], job.prompt)
+            mask = await run_on_cores(reader.edit_region, sources[0], job.prompt)
             auto_mask = mask is not None
         if mask is not None and self.mask_blend_px:
             mask = blend_band(mask, self.mask_blend_px)

@@ -9,7 +9,6 @@ repairable candidate, and is returned only if it passes.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field, replace
 
@@ -18,6 +17,7 @@ from PIL import Image
 from pictor.engine.protocol import EngineRequest, EngineResult
 from pictor.engine.scene import Repair
 from pictor.service import validation
+from pictor.service.cpu_pool import run_on_cores
 from pictor.service.masks import keep_outside_mask
 from pictor.service.model_runs import ModelRuns
 from pictor.service.planning import Plan
@@ -115,7 +115,7 @@ class CandidateSearch:
                 result.image = keep_outside_mask(result.image, source, mask)
         started = time.perf_counter()
         prompt, task = self.plan.model_prompt, self.plan.task
-        verdicts = await asyncio.to_thread(lambda: [self.validator.score(r.image, prompt, task) for r in results])
+        verdicts = await run_on_cores(lambda: [self.validator.score(r.image, prompt, task) for r in results])
         outcome.scoring_ms += (time.perf_counter() - started) * 1000
         return [Candidate(r, v, request.steps or steps, state)
                 for r, v, (_, request), state in zip(results, verdicts, round_.wanted, states)]
@@ -131,7 +131,7 @@ class CandidateSearch:
             if any(c.verdict.status == "passed" for c in made):
                 continue
             for k in sorted(range(len(made)), key=lambda k: (-(made[k].verdict.score or 0.0), k)):
-                fix = await asyncio.to_thread(plan.reader.propose_repair, made[k].result.image, plan.model_prompt)
+                fix = await run_on_cores(plan.reader.propose_repair, made[k].result.image, plan.model_prompt)
                 if fix is not None:
                     pending[i] = (k, fix)
                     break
