@@ -5,7 +5,10 @@ requests with httpx, and reads every step's time from each response's Server-Tim
 same run, a plain Pillow `save()` of each returned image in the same format: the overhead as a ratio to it
 survives a noisy machine better than milliseconds do.
 
-    python bench/server_overhead.py [--requests 60] [--output bench/results/server-overhead-cpu-2core]
+Then `--concurrent` clients send requests of the same size together while another polls `/healthz`: its
+latency says whether the event loop waits on the work of the requests.
+
+    python bench/server_overhead.py [--requests 60] [--concurrent 16] [--output bench/results/server-overhead-cpu-2core]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import base64
 import io
 import json
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -44,10 +48,47 @@ def plain_save_ms(b64: str, fmt: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def health_under_load(url: str, body: dict, clients: int, per_client: int) -> dict:
+    """`/healthz` latency (ms) polled every 20 ms while `clients` threads each send `per_client` requests."""
+    done, health, errors = threading.Event(), [], []
+
+    def client(index: int) -> None:
+        with httpx.Client(base_url=url, timeout=600) as c:
+            for i in range(per_client):
+                response = c.post("/v1/images/generations", json={**body, "seed": 10_000 + index * 100 + i})
+                if response.status_code != 200:
+                    errors.append(response.status_code)
+
+    def poll() -> None:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            while not done.is_set():
+                started = time.perf_counter()
+                c.get("/healthz").raise_for_status()
+                health.append((time.perf_counter() - started) * 1000)
+                time.sleep(0.02)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - started
+    done.set()
+    poller.join()
+    return {"clients": clients, "requests": clients * per_client, "errors": len(errors),
+            "images_per_s": clients * per_client / elapsed, "healthz_polls": len(health),
+            "healthz_ms": {"p50": statistics.median(health), "p99": percentile(health, 99), "max": max(health)}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--size", default="1024x1024")
+    parser.add_argument("--concurrent", type=int, default=16, help="clients for the /healthz part (0: skip it)")
+    parser.add_argument("--per-client", type=int, default=4)
     parser.add_argument("--output")
     args = parser.parse_args()
     with local_server() as url, httpx.Client(base_url=url, timeout=120) as client:
@@ -66,6 +107,7 @@ def main() -> int:
             for name, ms in step_times(response).items():
                 steps.setdefault(name, []).append(ms)
             pillow.append(plain_save_ms(response.json()["data"][0]["b64_json"], body["output_format"]))
+        under_load = health_under_load(url, body, args.concurrent, args.per_client) if args.concurrent else None
     overhead = [t - m for t, m in zip(totals, models)]
     result = {"machine": machine_description(), "requests": args.requests, "size": args.size,
               "overhead_ms": {"p50": statistics.median(overhead), "p99": percentile(overhead, 99)},
@@ -73,7 +115,8 @@ def main() -> int:
               "model_ms": {"p50": statistics.median(models), "p99": percentile(models, 99)},
               "plain_pillow_save_ms": {"p50": statistics.median(pillow), "p99": percentile(pillow, 99)},
               "overhead_over_plain_save": statistics.median(overhead) / statistics.median(pillow),
-              "steps_ms_p50": {name: statistics.median(values) for name, values in steps.items()}}
+              "steps_ms_p50": {name: statistics.median(values) for name, values in steps.items()},
+              "under_load": under_load}
     print(json.dumps(result, indent=2))
     if args.output:
         Path(args.output).with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -86,6 +129,12 @@ def main() -> int:
         lines += ["", f"Overhead over a plain Pillow save of the same image: {result['overhead_over_plain_save']:.2f}.",
                   "", "| step (Server-Timing) | p50 ms |", "|---|---|"]
         lines += [f"| {name} | {ms:.1f} |" for name, ms in result["steps_ms_p50"].items()]
+        if under_load is not None:
+            health = under_load["healthz_ms"]
+            lines += ["", f"Under load: {under_load['clients']} clients sending {under_load['requests']} requests "
+                      f"together ({under_load['images_per_s']:.2f} images/s, {under_load['errors']} errors); "
+                      f"/healthz polled {under_load['healthz_polls']} times meanwhile: p50 {health['p50']:.1f} ms, "
+                      f"p99 {health['p99']:.1f} ms, max {health['max']:.1f} ms."]
         Path(args.output).with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
 

@@ -10,6 +10,8 @@ source's tokens beside), and inpainting (the tokens outside the mask decided).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
@@ -47,7 +49,7 @@ class EmbeddedTextEncoder(ModelMixin, ConfigMixin):
 class EmbeddedTransformer(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, codes: int = 199, tokens: int = 11, text_width: int = 128, width: int = 192, layers: int = 6,
-                 heads: int = 6, cells: int = 9, cell_colours: int = 0, cell_forms: int = 0):
+                 heads: int = 6, cells: int = 9, cell_colours: int = 0, cell_forms: int = 0, cell_pair_rank: int = 0):
         super().__init__()
         self.text_in = nn.Linear(text_width, width)
         self.task = nn.Embedding(len(TASKS), width)
@@ -69,6 +71,15 @@ class EmbeddedTransformer(ModelMixin, ConfigMixin):
             self.cell_colour = nn.Embedding(cell_colours + 1, width)  # the last row: empty
             self.cell_form = nn.Embedding(cell_forms, width)
             self.cell_head = nn.Linear(width, 1 + cell_colours + cell_forms)
+        if cell_colours and cell_pair_rank:
+            # Colour and form scored apart cannot say "red heart or blue square, not red square": a cell that may
+            # hold either of two objects got one's colour and the other's form half the time (colour binding 0.48).
+            # A low-rank term over (colour, form), read from the cell's state, lets the pair be scored as a pair.
+            # Its colour side starts at zero, so the term starts as nothing and the factored scores as they were.
+            self.pair_colour = nn.Linear(width, cell_pair_rank * cell_colours)
+            self.pair_form = nn.Linear(width, cell_pair_rank * cell_forms)
+            nn.init.zeros_(self.pair_colour.weight)
+            nn.init.zeros_(self.pair_colour.bias)
         # At the scale of the token embeddings (N(0, 1)): at std 0.02 the cells' positions were drowned by them and
         # the model never tied cell words to cells (bench/results/embedded-position-probe-cpu-2core.md).
         nn.init.normal_(self.position, std=1.0)
@@ -97,7 +108,14 @@ class EmbeddedTransformer(ModelMixin, ConfigMixin):
         cells, colours = self.config.cells, self.config.cell_colours
         parts = self.cell_head(x[:, :cells])
         empty, colour, form = parts[..., :1], parts[..., 1:1 + colours], parts[..., 1 + colours:]
-        pairs = (colour[..., :, None] + form[..., None, :]).flatten(-2)
+        pairs = colour[..., :, None] + form[..., None, :]
+        rank = self.config.cell_pair_rank
+        if rank:
+            b, forms = x.shape[0], self.config.cell_forms
+            by_colour = self.pair_colour(x[:, :cells]).view(b, cells, rank, colours)
+            by_form = self.pair_form(x[:, :cells]).view(b, cells, rank, forms)
+            pairs = pairs + torch.einsum("bnrc,bnrf->bncf", by_colour, by_form) / math.sqrt(rank)
+        pairs = pairs.flatten(-2)
         return torch.cat([torch.cat([empty, pairs], -1), logits[:, cells:]], 1)
 
     def forward(self, text_states: torch.Tensor, text_keep: torch.Tensor, task: torch.Tensor,

@@ -60,6 +60,7 @@ class TransformerConfig:
     # A later phase of a run: its own warmup and cosine start at this step (the earlier phase ended there).
     schedule_from: int = 0
     factored_cells: bool = True  # a cell's token embedded and scored as colour + form (see EmbeddedTransformer)
+    cell_pair_rank: int = 0  # with factored cells: a low-rank (colour, form) term, so pairs bind (EmbeddedTransformer)
 
 
 @dataclass
@@ -100,7 +101,8 @@ def build_generator(config: TrainConfig, tokenizer: WorldTokenizer,
     text_encoder = EmbeddedTextEncoder(vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length,
                                        width=t.text_width, layers=t.text_layers, heads=t.text_heads,
                                        pad_id=tokenizer.pad_id)
-    factors = {"cell_colours": len(COLOURS), "cell_forms": FORMS} if t.factored_cells else {}
+    factors = ({"cell_colours": len(COLOURS), "cell_forms": FORMS, "cell_pair_rank": t.cell_pair_rank}
+               if t.factored_cells else {})
     transformer = EmbeddedTransformer(codes=max(SCENE_CODES, autoencoder.codes), tokens=SCENE_TOKENS,
                                       text_width=t.text_width, width=t.width, layers=t.layers, heads=t.heads,
                                       **factors)
@@ -313,7 +315,7 @@ def start_from_pipeline(config: TrainConfig, run_dir: Path, folder: str | Path) 
     autoencoder = build_autoencoder(config)
     autoencoder.load_state_dict({k: v.float() for k, v in pipe.autoencoder.state_dict().items()})
     transformer, text_encoder = build_generator(config, tokenizer, autoencoder)
-    transformer.load_state_dict({k: v.float() for k, v in pipe.transformer.state_dict().items()})
+    _load_growing(transformer, pipe.transformer.state_dict())
     text_encoder.load_state_dict({k: v.float() for k, v in pipe.text_encoder.state_dict().items()})
     optimizer = torch.optim.AdamW(autoencoder.parameters())
     _save({"model": autoencoder.state_dict(), "optimizer": optimizer.state_dict(), "step": config.autoencoder.steps,
@@ -321,6 +323,16 @@ def start_from_pipeline(config: TrainConfig, run_dir: Path, folder: str | Path) 
     _, optimizer = _generator_optimizer(transformer, text_encoder, config.transformer)
     _save(_generator_state(transformer, text_encoder, transformer, text_encoder, optimizer,
                            config.transformer.schedule_from, []), run_dir / "transformer.pt")
+
+
+def _load_growing(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load an earlier model's weights into one that may add parts (a new phase that grows the network); parts it
+    adds keep their own initialisation, which must start them as no change. Any other mismatch is an error."""
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    if unexpected:
+        raise ValueError(f"the starting weights hold parts this model lacks: {unexpected}")
+    if missing:
+        print(f"new parts, initialised fresh: {', '.join(missing)}")
 
 
 def train(config: TrainConfig, run_dir: str | Path, export_to: str | Path | None = None,
