@@ -9,20 +9,25 @@ from .helpers import decode, run_cli
 PROMPT = "a small green star in the top left on a white background"
 
 
-def corner(server, key: str, seed: int, size: str = "256x256") -> tuple[np.ndarray, str]:
-    result = server.client(key).images.generate(prompt=PROMPT, size=size, quality="low", extra_body={"seed": seed})
+def corner(server, key: str, seed: int, size: str = "256x256") -> tuple[np.ndarray, str, str]:
+    """The bottom-right corner of a new image, its id, and its answer's Server-Timing."""
+    raw = server.client(key).images.with_raw_response.generate(prompt=PROMPT, size=size, quality="low",
+                                                                 extra_body={"seed": seed})
+    result = raw.parse()
     image = np.asarray(decode(result.data[0].b64_json).convert("RGB")).astype(int)
-    return image[-40:, -120:], result.data[0].model_extra["id"]
+    return image[-40:, -120:], result.data[0].model_extra["id"], raw.headers["server-timing"]
 
 
 def test_badge_only_for_the_tenant_that_asks(server):
     asking, other = server.key_for("badge-on"), server.key_for("badge-off")
-    plain, _ = corner(server, asking, seed=4)
+    plain, _, timing = corner(server, asking, seed=4)
+    assert "badge;" not in timing
     done = run_cli("tenants", "badge", "--tenant", "badge-on", "--text", "AI-generated", "--corner", "bottom-right",
                    "--data-dir", str(server.data_dir))
     assert done.returncode == 0, done.stderr
-    badged, image_id = corner(server, asking, seed=4)
-    unbadged, _ = corner(server, other, seed=4)
+    badged, image_id, timing = corner(server, asking, seed=4)
+    assert "badge;dur=" in timing  # drawing it is a step of its own
+    unbadged, _, _ = corner(server, other, seed=4)
 
     # Each image carries its own invisible watermark (a few levels), so "untouched" means no more than that.
     assert np.abs(plain - unbadged).max() <= 12  # the other tenant's images have no badge
@@ -39,7 +44,7 @@ def test_badge_only_for_the_tenant_that_asks(server):
 
     done = run_cli("tenants", "badge", "--tenant", "badge-on", "--off", "--data-dir", str(server.data_dir))
     assert done.returncode == 0 and "badge" not in done.stdout
-    again, _ = corner(server, asking, seed=4)
+    again, _, _ = corner(server, asking, seed=4)
     assert np.abs(again - plain).max() <= 12
 
 

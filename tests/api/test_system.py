@@ -109,7 +109,7 @@ def test_logs_are_json_lines_with_the_request_id(server, http):
 
 def test_server_timing_reports_model_time_apart_from_the_whole(http):
     started = time.perf_counter()
-    response = http.post("/v1/images/generations", json={"prompt": "a red circle", "size": "64x64", "quality": "low"})
+    response = http.post("/v1/images/generations", json={"prompt": "a red circle", "size": "256x256", "quality": "low"})
     elapsed_ms = (time.perf_counter() - started) * 1000
     assert response.status_code == 200
     steps = {}
@@ -118,8 +118,8 @@ def test_server_timing_reports_model_time_apart_from_the_whole(http):
         steps[name] = float(duration)
     assert next(iter(steps)) == "model" and 0 < steps["model"] < elapsed_ms
     # Every step of the path is named, and all of them together fit in the request's time.
-    for step in ("auth", "policy", "decode", "queue", "validation", "mark", "encode", "sign", "audit", "store",
-                 "response"):
+    for step in ("auth", "policy", "quota", "decode", "queue", "validation", "watermark", "encode", "sign", "audit",
+                 "store", "response"):
         assert step in steps and steps[step] >= 0, (step, steps)
     assert sum(steps.values()) < elapsed_ms
     metrics = http.get("/metrics").text
@@ -127,7 +127,8 @@ def test_server_timing_reports_model_time_apart_from_the_whole(http):
         assert f'pictor_request_step_seconds_count{{step="{step}"}}' in metrics
 
 
-PATH_STEPS = ("model", "policy", "decode", "queue", "validation", "mark", "encode", "sign", "audit", "store")
+PATH_STEPS = ("model", "policy", "quota", "decode", "queue", "validation", "watermark", "encode", "sign", "audit",
+              "store")
 
 
 def step_count(http: httpx.Client, step: str) -> float:
@@ -140,7 +141,7 @@ def test_streams_and_jobs_report_their_steps_too(http):
     """A stream's status line has gone before its steps are known, and a job answers later: both say them in their
     results, and both are counted in the per-step histogram."""
     before = step_count(http, "encode")
-    body = {"prompt": "a red circle", "size": "64x64", "quality": "low"}
+    body = {"prompt": "a red circle", "size": "256x256", "quality": "low"}
     with http.stream("POST", "/v1/images/generations", json={**body, "stream": True, "partial_images": 1}) as answer:
         events = [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data: ")]
     (completed,) = [event for event in events if event["type"] == "image_generation.completed"]

@@ -121,9 +121,10 @@ class ImageService:
             return
         n = plan.job.n
         work = work_units(n * plan.candidates, plan.width, plan.height, plan.steps) if rate_limited else None
-        plan.reservation = await asyncio.to_thread(self.quotas.admit, principal.tenant_id, principal.key_id, n,
-                                                   n * plan.steps, work, self.rate_limits.get("key"),
-                                                   self.rate_limits.get("tenant"))
+        with plan.times.step("quota"):
+            plan.reservation = await asyncio.to_thread(self.quotas.admit, principal.tenant_id, principal.key_id, n,
+                                                       n * plan.steps, work, self.rate_limits.get("key"),
+                                                       self.rate_limits.get("tenant"))
 
     async def _run(self, plan: Plan, principal: Principal, on_partial: Callable[[PartialImage], None] | None,
                    partial_images: int, encode_partials: bool) -> ImagesResult:

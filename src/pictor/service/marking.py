@@ -37,17 +37,19 @@ def mark(image: Image.Image, plan: Plan, artifact_id: str) -> tuple[Image.Image,
     the mask are still returned byte for byte (the badge excepted: a tenant that asks for it gets it).
     Images under the watermark's minimum size go unmarked, and the audit entry says so.
     """
-    marks, badge = Marks(), plan.badge
+    marks, badge, times = Marks(), plan.badge, plan.times
     badged = image
     if badge is not None:
-        badged = apply_badge(image, badge)
+        with times.step("badge"):
+            badged = apply_badge(image, badge)
         marks.actions.append(badge.action())
     marked = badged
     if plan.job.output_format in UNMARKABLE:
         marks.watermark_reason = UNMARKABLE[plan.job.output_format]
     elif min(image.size) >= watermark.MIN_SIDE:
         payload = watermark.payload_for(artifact_id)
-        marked = watermark.embed(badged, payload)
+        with times.step("watermark"):
+            marked = watermark.embed(badged, payload)
         marks.actions.append({"action": "c2pa.watermarked", "description": "invisible watermark naming the image"})
         marks.assertions.append(watermark.soft_binding(payload))
         marks.watermark = {"alg": watermark.SOFT_BINDING_ALG, "payload": f"{payload:012x}"}

@@ -113,8 +113,7 @@ class OutputStore:
         for position, result in enumerate(results):
             artifact_id = new_image_id()
             extra = extras[position] if extras else {}
-            with times.step("mark"):  # the badge, then the watermark
-                final, marks = mark(result.image, plan, artifact_id)
+            final, marks = mark(result.image, plan, artifact_id)  # steps "badge", then "watermark"
             with times.step("encode"):
                 encoded = encode_output(final, plan, extra.get("frames"), badge)
             with times.step("sign"):
