@@ -82,3 +82,23 @@ def test_a_new_run_goes_on_from_an_exported_model(tmp_path):
     fresh = [loss for _, loss in first["transformer"][:5]]
     assert np.mean([loss for _, loss in logs["transformer"][:5]]) < 0.95 * np.mean(fresh)
     assert load_model_folder(tmp_path / "model2")("a red circle", seed=0).images[0].size == (48, 48)
+
+
+def test_a_phase_that_grows_the_network_starts_where_the_export_left_off(tmp_path):
+    """A later phase may add parts (the words' pair proposals, the text's local window): they start as no change,
+    so before its first step the grown model draws exactly what the export it grew from draws."""
+    train(tiny_config(20, 20), tmp_path / "first", export_to=tmp_path / "model", progress=False)
+    grown = tiny_config(20, 40)
+    grown.transformer.schedule_from = 20
+    grown.transformer.text_pairs = True
+    grown.transformer.text_local_window = 3
+    train(grown, tmp_path / "grown", progress=False, stop_at=20, init_from=tmp_path / "model")
+    export_checkpoint(tmp_path / "grown", tmp_path / "out")
+    before, after = load_model_folder(tmp_path / "model"), load_model_folder(tmp_path / "out")
+    assert after.transformer.config.text_pairs and after.text_encoder.config.local_window == 3
+    for prompt in ("a red circle and a blue square", "two green stars"):
+        assert np.array_equal(np.asarray(before(prompt, seed=4).images[0]), np.asarray(after(prompt, seed=4).images[0]))
+    grown.transformer.steps = 25  # and the new parts do learn
+    train(grown, tmp_path / "grown", progress=False)
+    state = torch.load(tmp_path / "grown" / "transformer.pt", weights_only=False)["transformer"]
+    assert state["pair_colour.weight"].abs().sum() > 0

@@ -60,7 +60,8 @@ class TransformerConfig:
     # A later phase of a run: its own warmup and cosine start at this step (the earlier phase ended there).
     schedule_from: int = 0
     factored_cells: bool = True  # a cell's token embedded and scored as colour + form (see EmbeddedTransformer)
-    cell_pair_rank: int = 0  # with factored cells: a low-rank (colour, form) term, so pairs bind (EmbeddedTransformer)
+    text_pairs: bool = False  # factored cells: the words propose (colour, form) pairs (EmbeddedTransformer)
+    text_local_window: int = 0  # words convolved with their neighbours in the text encoder (EmbeddedTextEncoder)
 
 
 @dataclass
@@ -100,8 +101,8 @@ def build_generator(config: TrainConfig, tokenizer: WorldTokenizer,
     t = config.transformer
     text_encoder = EmbeddedTextEncoder(vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length,
                                        width=t.text_width, layers=t.text_layers, heads=t.text_heads,
-                                       pad_id=tokenizer.pad_id)
-    factors = ({"cell_colours": len(COLOURS), "cell_forms": FORMS, "cell_pair_rank": t.cell_pair_rank}
+                                       pad_id=tokenizer.pad_id, local_window=t.text_local_window)
+    factors = ({"cell_colours": len(COLOURS), "cell_forms": FORMS, "text_pairs": t.text_pairs}
                if t.factored_cells else {})
     transformer = EmbeddedTransformer(codes=max(SCENE_CODES, autoencoder.codes), tokens=SCENE_TOKENS,
                                       text_width=t.text_width, width=t.width, layers=t.layers, heads=t.heads,
@@ -316,7 +317,7 @@ def start_from_pipeline(config: TrainConfig, run_dir: Path, folder: str | Path) 
     autoencoder.load_state_dict({k: v.float() for k, v in pipe.autoencoder.state_dict().items()})
     transformer, text_encoder = build_generator(config, tokenizer, autoencoder)
     _load_growing(transformer, pipe.transformer.state_dict())
-    text_encoder.load_state_dict({k: v.float() for k, v in pipe.text_encoder.state_dict().items()})
+    _load_growing(text_encoder, pipe.text_encoder.state_dict())
     optimizer = torch.optim.AdamW(autoencoder.parameters())
     _save({"model": autoencoder.state_dict(), "optimizer": optimizer.state_dict(), "step": config.autoencoder.steps,
            "log": []}, run_dir / "autoencoder.pt")
