@@ -78,7 +78,10 @@ class EmbeddedBackend:
             native_resolution=self.pipe.native_resolution,
             max_side=4096,
             default_steps=11,  # every token decided in a round of its own
-            step_range=(1, 11),  # a round decides at least one of the 11 tokens
+            # Every tier, and complexity=high's candidates, decide one token a round: in fewer rounds a round decides
+            # several cells at once, each sampled without the others, and scenes get objects too many or crossed
+            # (GenEval-style 0.26 at 4 rounds, 0.46 at 6, 0.99 at 11). A round costs a few milliseconds.
+            step_range=(11, 11),
             previews=True,
             transparent_background=True,
         )
