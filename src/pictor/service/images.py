@@ -150,9 +150,9 @@ class ImageService:
         times.add("validation", validation_ms)
         with times.step("policy"):
             checks = await run_on_cores(self.checks.check_images, job, [r.image for r in outcome.results],
-                                             plan.level, "output", principal)
+                                        plan.level, "output", principal)
         produced = await run_on_cores(self.outputs.store, plan, principal, outcome.results, checks,
-                                           cache_states, outcome.extras)
+                                      cache_states, outcome.extras)
         usage = request_usage(plan, plan.sources)
         add_compute(usage, plan, model_runs, steps_run, validation_ms, outcome.made)
         return ImagesResult(

@@ -30,6 +30,7 @@ from pictor.core import ImageJob
 from pictor.service.errors import ServiceError
 from pictor.service.images import ImageService, ImagesResult, PartialImage
 from pictor.service.job_events import SUBMITTED, JobEvents
+from pictor.service.timings import rounded
 from pictor.storage import BlobNotFound, BlobStore, Principal
 from pictor.storage.database import JOB_TERMINAL, JobRecord, JobStore, QueueHead
 
@@ -100,7 +101,7 @@ def result_summary(result: ImagesResult) -> dict[str, Any]:
     return {"created": result.created, "size": result.size, "quality": result.quality,
             "background": result.background, "output_format": result.output_format, "usage": result.usage,
             "svg_usage": result.svg_usage,
-            "timings_ms": {name: round(ms, 1) for name, ms in result.steps_ms.items()},
+            "timings_ms": rounded(result.steps_ms),
             "images": [{"id": item.artifact.id, "seed": item.seed, "revised_prompt": item.revised_prompt,
                         "unknown_words": item.unknown_words, "width": item.artifact.width,
                         "height": item.artifact.height, "validation": item.validation} for item in result.images]}

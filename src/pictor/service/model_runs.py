@@ -92,7 +92,7 @@ class ModelRuns:
             waited = time.perf_counter() - started - max(result.model_seconds for result in made)
             self.plan.times.add("queue", max(0.0, waited) * 1000)
         if store is not None and keys:
-            await run_on_cores(store.remember, keys, cached, list(made), self.tenant_id)
+            await run_on_cores(store.remember, keys, cached, made, self.tenant_id)
         results = [hit if hit is not None else made.pop(0) for hit in cached]
         states = ["hit" if hit is not None else "miss" for hit in cached] if keys else [""] * len(requests)
         return results, states

@@ -174,7 +174,7 @@ class Planner:
         if moderate:
             with times.step("policy"):
                 decisions += await run_on_cores(self.checks.check_images, job, sources, level, "input",
-                                                     principal)
+                                                principal)
         backend = self.registry.worker(model).backend
         reader = reader_of(backend)
         placed, auto_mask, guide = None, False, None

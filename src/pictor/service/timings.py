@@ -23,3 +23,8 @@ class StepTimes:
             yield
         finally:
             self.add(name, (time.perf_counter() - started) * 1000)
+
+
+def rounded(steps_ms: dict[str, float]) -> dict[str, float]:
+    """Steps to a tenth of a millisecond, as a stream's completed event and a job's result carry them."""
+    return {name: round(ms, 1) for name, ms in steps_ms.items()}

@@ -27,6 +27,7 @@ from pictor.core import ImageJob, JobKind
 from pictor.service.encoding import MIME_TYPES
 from pictor.service.errors import ServiceError
 from pictor.service.images import KEEP_ALIVE, ImagesResult, PartialImage, Plan
+from pictor.service.timings import rounded
 from pictor.storage import Principal
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,6 @@ def server_timing(result: ImagesResult, steps: dict[str, float] | None = None) -
     return ", ".join(parts)
 
 
-def _rounded(steps_ms: dict[str, float]) -> dict[str, float]:
-    return {name: round(ms, 1) for name, ms in steps_ms.items()}
-
-
 def _count(parts: Components, plan: Plan, result: ImagesResult) -> None:
     parts.metrics.images.labels(plan.model, plan.job.kind.value).inc(len(result.images))
 
@@ -92,7 +89,7 @@ async def _stream(parts: Components, caller: Principal, plan: Plan, partial_imag
                                  "background": event.background, "output_format": event.output_format,
                                  "usage": event.usage, "id": produced.artifact.id, "seed": produced.seed,
                                  # Server-Timing has gone out with the status line: the steps come here.
-                                 "timings_ms": _rounded(event.steps_ms)})
+                                 "timings_ms": rounded(event.steps_ms)})
     except ServiceError as error:
         type_ = "server_error" if error.kind == "model_failure" else "invalid_request_error"
         yield sse_event({"type": "error", **error_body(error.message, type_, error.param, error.code, error.details)})
