@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .helpers import scene_png
+from .test_jobs import submit, wait_for
 
 
 def test_models_list_the_embedded_model_with_capabilities(client):
@@ -147,12 +148,7 @@ def test_streams_and_jobs_report_their_steps_too(http):
     (completed,) = [event for event in events if event["type"] == "image_generation.completed"]
     assert set(PATH_STEPS) <= set(completed["timings_ms"]), completed["timings_ms"]
     assert all(ms >= 0 for ms in completed["timings_ms"].values())
-    job = http.post("/v1/jobs", json={"request": body}).json()
-    deadline = time.monotonic() + 120
-    while job["status"] not in ("succeeded", "failed"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
-        job = http.get(f"/v1/jobs/{job['id']}").json()
+    job = wait_for(http, submit(http, body)["id"])
     assert job["status"] == "succeeded", job
     assert set(PATH_STEPS) <= set(job["timings_ms"]), job["timings_ms"]
     assert step_count(http, "encode") == before + 2
