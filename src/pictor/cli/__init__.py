@@ -24,12 +24,13 @@ from pictor.cli import (
     sweep,
     tenants,
     train,
+    train_policy,
     verify,
 )
 
 # In the order `pictor --help` lists them.
-COMMANDS = (generate, edit, train, bench, serve, engine, keys, verify, audit, replay, tenants, sweep, batch, dataset,
-            models)
+COMMANDS = (generate, edit, train, train_policy, bench, serve, engine, keys, verify, audit, replay, tenants, sweep,
+            batch, dataset, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,168 @@
+"""Training the policy's text classifier (text_classifier.py) from labelled prompts.
+
+Each line of a training file is {"prompt", "category", "block", "lang", "style"}: `block` is the least
+restrictive level that must still block the prompt (`all`, `standard`, `strict` or `none`), as in the
+evaluation sets of bench/policy_eval.py. An item of category C blocked at `standard` is a positive for the
+outputs (C, strict) and (C, standard) and a negative for every other output; look-alike and benign items
+(`none`) are negatives for all of them.
+
+Logistic regression over hashed features, trained with AdamW; features are dropped a word at a time during
+training so that no single word carries a decision. Thresholds per level come from out-of-fold scores: the
+lowest threshold whose false-positive rate over the items that level must allow stays at most `max_fpr`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pictor.governance.text_classifier import TIERS, TextClassifier, from_weights
+from pictor.governance.text_features import BUCKETS, word_features
+
+# The classifier's categories; "hate/symbols" items train the "hate" outputs.
+CATEGORIES = ("sexual", "sexual/minors", "violence/graphic", "self-harm", "hate")
+CATEGORY_OF = {"hate/symbols": "hate"}
+BLOCKS = ("strict", "standard", "all", "none")
+LEVEL_TIERS = {"strict": "strict", "standard": "standard", "low": "all"}
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    category: str
+    block: str
+    style: str = ""
+
+    @property
+    def tier_rank(self) -> int:
+        """How many tiers (TIERS order) must block it: 0 for `none`, 3 for `all`."""
+        return 0 if self.block == "none" else TIERS.index(self.block) + 1
+
+    def should_block(self, tier: str) -> bool:
+        return self.tier_rank > TIERS.index(tier)
+
+
+def load_examples(paths: Iterable[Path]) -> list[Example]:
+    """Every line of every file, checked."""
+    examples = []
+    for path in paths:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            category, block = item["category"], item["block"]
+            if block not in BLOCKS or (category != "none") == (block == "none"):
+                raise ValueError(f"{path}:{number}: category {category!r} with block {block!r}")
+            category = CATEGORY_OF.get(category, category)
+            if category != "none" and category not in CATEGORIES:
+                raise ValueError(f"{path}:{number}: unknown category {category!r}")
+            examples.append(Example(item["prompt"], category, block, item.get("style", "")))
+    return examples
+
+
+def world_examples(count: int = 400, seed: int = 0) -> list[Example]:
+    """Prompts and edit instructions of the embedded model's world (what the service is asked most), all allowed:
+    "a red cross on a black background" must never look like a symbol of hate to the classifier."""
+    from pictor.embedded.data import DataConfig, make_examples
+
+    made = make_examples(seed, 0, count, DataConfig(count_mention=0.5))
+    return [Example(example.text, "none", "none", "world") for example in made if example.text]
+
+
+def target_matrix(examples: Sequence[Example]) -> np.ndarray:
+    """[examples, categories * tiers] of 0/1."""
+    out = np.zeros((len(examples), len(CATEGORIES) * len(TIERS)), np.float32)
+    for row, example in enumerate(examples):
+        if example.category == "none":
+            continue
+        base = CATEGORIES.index(example.category) * len(TIERS)
+        out[row, base:base + example.tier_rank] = 1.0
+    return out
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 10
+    batch: int = 32
+    learning_rate: float = 0.01
+    l2: float = 1e-4
+    word_dropout: float = 0.15
+    seed: int = 0
+
+
+def train(examples: Sequence[Example], settings: TrainSettings | None = None) -> TextClassifier:
+    """A classifier fitted to the examples (deterministic for a seed)."""
+    settings = settings or TrainSettings()
+    rng = random.Random(settings.seed)
+    torch.manual_seed(settings.seed)
+    features = [word_features(example.prompt) for example in examples]
+    targets = torch.from_numpy(target_matrix(examples))
+    outputs = targets.shape[1]
+    bag = torch.nn.EmbeddingBag(BUCKETS, outputs, mode="sum", sparse=True)
+    torch.nn.init.zeros_(bag.weight)
+    bias = torch.nn.Parameter(torch.full((outputs,), -3.0))
+    positives = targets.sum(0)
+    pos_weight = ((len(examples) - positives) / positives.clamp(min=1.0)).clamp(max=10.0)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    # Sparse updates: a batch touches a few thousand of the 262,144 rows.
+    optimisers = (torch.optim.SparseAdam([bag.weight], lr=settings.learning_rate),
+                  torch.optim.Adam([bias], lr=settings.learning_rate))
+    order = list(range(len(examples)))
+    for _ in range(settings.epochs):
+        rng.shuffle(order)
+        for start in range(0, len(order), settings.batch):
+            rows = order[start:start + settings.batch]
+            flat, offsets = [], []
+            for row in rows:
+                offsets.append(len(flat))
+                words = features[row]
+                kept = [w for w in words if rng.random() >= settings.word_dropout] or words
+                for word in kept:
+                    flat.extend(word)
+            flat_tensor = torch.tensor(flat)
+            logits = bag(flat_tensor, torch.tensor(offsets)) + bias
+            loss = loss_fn(logits, targets[rows])
+            if settings.l2:
+                # L2 on the rows this batch uses (a dense penalty would make every gradient dense).
+                used = torch.nn.functional.embedding(flat_tensor.unique(), bag.weight, sparse=True)
+                loss = loss + settings.l2 * used.pow(2).sum()
+            for optimiser in optimisers:
+                optimiser.zero_grad()
+            loss.backward()
+            for optimiser in optimisers:
+                optimiser.step()
+    return from_weights(list(CATEGORIES), bag.weight.detach().numpy(), bias.detach().numpy())
+
+
+def out_of_fold_scores(examples: Sequence[Example], folds: int = 5,
+                       settings: TrainSettings | None = None) -> np.ndarray:
+    """Each example scored by a classifier that did not see it: [examples, categories, tiers]."""
+    order = list(range(len(examples)))
+    random.Random(1234).shuffle(order)
+    scores = np.zeros((len(examples), len(CATEGORIES), len(TIERS)))
+    for fold in range(folds):
+        held = set(order[fold::folds])
+        model = train([e for i, e in enumerate(examples) if i not in held], settings)
+        for i in held:
+            table = model.score(examples[i].prompt).by_category
+            scores[i] = [table[category] for category in CATEGORIES]
+    return scores
+
+
+def choose_threshold(scores: np.ndarray, examples: Sequence[Example], tier: str, max_fpr: float) -> float:
+    """The lowest threshold on the highest category score at a tier whose false-positive rate over the
+    examples that must pass at that tier is at most max_fpr."""
+    column = TIERS.index(tier)
+    top = scores[:, :, column].max(axis=1)
+    allowed = np.sort(np.array([s for s, e in zip(top, examples) if not e.should_block(tier)]))[::-1]
+    if not len(allowed):
+        return 0.5
+    index = int(np.floor(max_fpr * len(allowed)))
+    # Strictly above the (index+1)-th highest allowed score: at most `index` allowed items reach it.
+    return float(min(0.999, allowed[index] + 1e-4)) if index < len(allowed) else 0.0
