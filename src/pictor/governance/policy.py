@@ -28,12 +28,14 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from pictor.core import Decision, Stage
 from pictor.governance import normalise
+from pictor.governance.text_classifier import TIERS, ClassifierFileError, TextClassifier
 
 SEVERITIES = ("low", "medium", "high", "critical")
 _RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 STAGES = ("input", "output")
 MIN_PREFIX = 3
 PLURAL_MIN_LENGTH = 4
+_ES_PLURAL = ("s", "x", "z", "ch", "sh", "o")
 UNAVAILABLE_RULE = "image.unavailable"
 
 _NUMBER_WORDS = {word: value for value, word in enumerate(
@@ -168,7 +170,7 @@ def _masked_keys(key: str) -> list[str]:
 
 def _term_words(term: str, view: Literal["raw", "normalised"]) -> tuple[_Word, ...]:
     """A policy term as words of one view; a trailing * makes the last word a prefix; a last word of 4+
-    letters also accepts -s/-es plurals."""
+    letters also accepts its -s plural (-es after s, x, z, ch, sh and o)."""
     is_prefix = term.endswith("*")
     body = term[:-1] if is_prefix else term
     if view == "raw":
@@ -186,7 +188,9 @@ def _term_words(term: str, view: Literal["raw", "normalised"]) -> tuple[_Word, .
             raise PolicyError(f"prefix term {term!r}: the prefix needs at least {MIN_PREFIX} characters")
         out.append(_Word(prefix=key(last)))
     elif len(last) >= PLURAL_MIN_LENGTH:
-        out.append(_Word(keys=frozenset({key(last), key(last + "s"), key(last + "es")})))
+        # -es only where English spells the plural so (after a sibilant or o): "spic" must not match "spices".
+        plurals = {last + "s"} | ({last + "es"} if last.endswith(_ES_PLURAL) else set())
+        out.append(_Word(keys=frozenset({key(last), *map(key, plurals)})))
     else:
         out.append(_Word(keys=frozenset({key(last)})))
     return tuple(out)
@@ -299,6 +303,7 @@ class Policy:
             raise PolicyError("the policy file defines no categories")
         self.image_classifier: ImageClassifier = image_classifier or UnavailableClassifier()
         self._load_levels(data)
+        self._load_text_classifier(data.get("text_classifier"), source)
         fields = data.get("fields") or {}
         self.negative_fields = frozenset(fields.get("negative", ()))
         self.negative_block_at = _rank(fields.get("negative_block_at", "critical"), "fields.negative_block_at")
@@ -419,6 +424,32 @@ class Policy:
             if getattr(self, key) not in self.levels:
                 raise PolicyError(f"levels: {getattr(self, key)!r} is not a defined level")
 
+    def _load_text_classifier(self, spec: Mapping[str, Any] | None, source: str) -> None:
+        """`[text_classifier]`: the weights file (relative to the policy file, else to the shipped policies),
+        its SHA-256, and per level the tier whose scores count and the threshold at which they block."""
+        self.text_classifier: TextClassifier | None = None
+        self.text_thresholds: dict[str, tuple[str, float]] = {}
+        if not spec:
+            return
+        folder = Path(source).parent if Path(source).is_file() else default_policy_path().parent
+        try:
+            self.text_classifier = TextClassifier.load(folder / str(spec["file"]), spec.get("sha256"))
+        except KeyError:
+            raise PolicyError("text_classifier needs a `file`") from None
+        except ClassifierFileError as exc:
+            raise PolicyError(f"text_classifier: {exc}") from exc
+        unknown = set(self.text_classifier.categories) - set(self.categories)
+        if unknown:
+            raise PolicyError(f"text_classifier: categories {sorted(unknown)} are not the policy's")
+        for name, level in (spec.get("levels") or {}).items():
+            if name not in self.levels:
+                raise PolicyError(f"text_classifier.levels: {name!r} is not a defined level")
+            tier, threshold = level.get("tier"), float(level.get("threshold", -1))
+            if tier not in TIERS or not 0.0 < threshold <= 1.0:
+                raise PolicyError(f"text_classifier.levels.{name}: tier must be one of {TIERS} and threshold "
+                                  f"in (0, 1]")
+            self.text_thresholds[name] = (tier, threshold)
+
     # -- levels --------------------------------------------------------------------------------
 
     def resolve_level(self, moderation: str = "auto", tenant_level: str | None = None) -> str:
@@ -498,6 +529,7 @@ class Policy:
                 blocking.setdefault(combo.id, (combo.category, set()))[1].update(combo_fields)
             else:
                 observed[combo.id] = combo.category
+        scores = self._classify_text(fields, lvl.name, blocking)
         for rid in blocking:
             observed.pop(rid, None)
 
@@ -508,12 +540,31 @@ class Policy:
                      for rid in rule_ids]
             reason = (f"blocked by rule{'s' if len(parts) > 1 else ''} {'; '.join(parts)} "
                       f"at level {lvl.name} [policy {self.version}]")
-            return Decision(allowed=False, stage=stage, rule_ids=rule_ids, categories=categories, reason=reason)
+            return Decision(allowed=False, stage=stage, rule_ids=rule_ids, categories=categories, reason=reason,
+                            scores=scores)
         rule_ids = tuple(sorted(observed))
         reason = f"allowed at level {lvl.name} [policy {self.version}]"
         if rule_ids:
             reason += f"; below the level's threshold: {', '.join(rule_ids)}"
-        return Decision(allowed=True, stage=stage, rule_ids=rule_ids, reason=reason)
+        return Decision(allowed=True, stage=stage, rule_ids=rule_ids, reason=reason, scores=scores)
+
+    def _classify_text(self, fields: Mapping[str, str | None], level: str,
+                       blocking: dict[str, tuple[str, set[str]]]) -> dict[str, float]:
+        """The text classifier's score per category at the level's tier (the highest over the positive
+        fields); a category at or above the level's threshold adds the blocking rule `classifier.<category>`."""
+        if self.text_classifier is None or level not in self.text_thresholds:
+            return {}
+        tier, threshold = self.text_thresholds[level]
+        best: dict[str, float] = {}
+        for name, text in fields.items():
+            if not text or name in self.negative_fields:
+                continue
+            for category, score in self.text_classifier.score(text).tier(tier).items():
+                if score > best.get(category, -1.0):
+                    best[category] = score
+                if score >= threshold:
+                    blocking.setdefault(f"classifier.{category}", (category, set()))[1].add(name)
+        return best
 
     def _field_hits(self, name: str, text: str) -> list[_Hit]:
         raw, normalised = normalise.views(text)
