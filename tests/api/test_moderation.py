@@ -81,6 +81,17 @@ def test_every_decision_is_audited_with_the_policy_version(server, client):
     assert "image.unavailable" in image["policy"]["checks"][1]["rule_ids"]  # no image classifier: said, not hidden
 
 
+def test_an_act_described_without_its_words_is_refused_by_the_text_classifier(server, client):
+    before = server.state()
+    error = refused(client, "eine Frau, die sich mit Tabletten das Leben nimmt")
+    details = error["moderation_details"]
+    assert details["categories"] == ["self-harm"] and details["rule_ids"] == ["classifier.self-harm"]
+    assert server.state() == before
+    refusal = next(e for e in reversed(audit_entries(server)) if e.get("event") == "refused")
+    scores = refusal["policy"]["scores"]
+    assert scores["self-harm"] > 0.9 and set(scores) >= {"sexual", "violence/graphic", "hate"}
+
+
 def test_a_strict_tenant_is_held_to_strict_even_when_asking_low(server):
     key = server.key_for("strict-tenant")
     done = run_cli("tenants", "moderation", "--tenant", "strict-tenant", "--level", "strict",

@@ -134,7 +134,7 @@ def test_normalisation_does_not_enumerate_variants():
 def test_each_obfuscation_of_a_term_is_caught(policy, text):
     decision = policy.evaluate(text, "standard", "input")
     assert decision.blocked, text
-    assert decision.rule_ids == ("sexual.nudity",)
+    assert "sexual.nudity" in decision.rule_ids  # the term, whatever the classifier also says
     assert decision.categories == ("sexual",)
 
 

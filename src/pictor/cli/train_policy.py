@@ -6,14 +6,19 @@ import argparse
 import json
 from pathlib import Path
 
+# The family-safe level may refuse more to miss less; the others hold the content policy's goal (<= 0.02).
+MAX_FPR = {"strict": 0.03, "standard": 0.015, "low": 0.015}
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train-policy-classifier",
                             help="fit the content policy's text classifier to labelled prompts (JSONL)")
     parser.add_argument("--data", default="training/policy-text", help="a folder of *.jsonl training files")
     parser.add_argument("--out", required=True, help="the weights file to write (safetensors)")
-    parser.add_argument("--max-fpr", type=float, default=0.01,
-                        help="per level, the out-of-fold false-positive rate its threshold may reach")
+    parser.add_argument("--max-fpr", action="append", default=[], metavar="LEVEL=RATE",
+                        help="the false-positive rate that the policy's rules and the classifier's out-of-fold "
+                             f"scores together may reach on the training prompts at a level (default: {MAX_FPR})")
+    parser.add_argument("--policy", help="the policy whose rules the thresholds complement (default: the shipped)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for the thresholds")
     parser.add_argument("--epochs", type=int, help="training epochs (default: the trainer's)")
     parser.add_argument("--world", type=int, default=400,
@@ -23,7 +28,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from pictor.governance.policy import Policy
+    from pictor.governance.text_classifier import TIERS
     from pictor.governance.text_classifier_training import (
+        CATEGORIES,
         LEVEL_TIERS,
         TrainSettings,
         choose_threshold,
@@ -40,9 +50,32 @@ def run(args: argparse.Namespace) -> int:
     examples = load_examples(files) + world_examples(args.world, args.seed)
     settings = TrainSettings(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
     scores = out_of_fold_scores(examples, args.folds, settings)
-    levels = {level: {"tier": tier, "threshold": round(choose_threshold(scores, examples, tier, args.max_fpr), 4)}
-              for level, tier in LEVEL_TIERS.items()}
+    max_fpr = MAX_FPR | {level: float(rate) for level, rate in (item.split("=", 1) for item in args.max_fpr)}
+    policy = Policy.load(args.policy)
+    levels = {}
+    for level, tier in LEVEL_TIERS.items():
+        # What the rules block when the out-of-fold scores confirm (or not) their weaker terms.
+        column = TIERS.index(tier)
+        blocked = np.array([rules_block(policy, example.prompt, level, dict(zip(CATEGORIES, scores[i, :, column])))
+                            for i, example in enumerate(examples)])
+        threshold = round(choose_threshold(scores, examples, tier, max_fpr[level], blocked), 4)
+        truth = np.array([example.should_block(tier) for example in examples])
+        got = blocked | (scores[:, :, TIERS.index(tier)].max(axis=1) >= threshold)
+        levels[level] = {"tier": tier, "threshold": threshold, "recall": got[truth].mean(),
+                         "fpr": got[~truth].mean()}
     digest = train(examples, settings).save(args.out, {"examples": len(examples), "seed": args.seed})
-    print(json.dumps({"file": Path(args.out).name, "sha256": digest, "examples": len(examples),
-                      "levels": levels}, indent=2))
+    # The policy file's section for these weights, to paste over the old one.
+    print(f"# {len(examples)} training prompts; out-of-fold with the rules: "
+          + ", ".join(f"{level} recall {v['recall']:.3f} at false-positive rate {v['fpr']:.3f}"
+                      for level, v in levels.items()))
+    print(f"[text_classifier]\nconfirm_at = {policy.confirm_at}\nfile = {json.dumps(Path(args.out).name)}\n"
+          f"sha256 = \"{digest}\"\n\n[text_classifier.levels]")
+    for level, v in levels.items():
+        print(f"{level} = {{ tier = \"{v['tier']}\", threshold = {v['threshold']} }}")
     return 0
+
+
+def rules_block(policy, prompt: str, level: str, scores: dict[str, float]) -> bool:
+    """Whether the policy's rules block the prompt at the level, given these classifier scores."""
+    decision = policy.evaluate(prompt, level, text_scores=scores)
+    return decision.blocked and any(not rule.startswith("classifier.") for rule in decision.rule_ids)

@@ -378,6 +378,15 @@ class Policy:
         clone.image_classifier = classifier
         return clone
 
+    def without_text_classifier(self) -> Policy:
+        """The same rules without the text classifier (to measure or train against the rules alone)."""
+        clone = object.__new__(Policy)
+        clone.__dict__.update(self.__dict__)
+        clone.text_classifier = None
+        clone.text_thresholds = {}
+        clone.confirm_at = 0.0
+        return clone
+
     def _check_id(self, rid: Any, seen: set[str]) -> None:
         if not isinstance(rid, str) or not rid:
             raise PolicyError("every rule, signal and combination needs a string `id`")
@@ -429,6 +438,9 @@ class Policy:
         its SHA-256, and per level the tier whose scores count and the threshold at which they block."""
         self.text_classifier: TextClassifier | None = None
         self.text_thresholds: dict[str, tuple[str, float]] = {}
+        self.confirm_at = 0.0
+        # A policy category -> the classifier category that scores it (hate/symbols is scored as hate).
+        self.text_classifier_category: dict[str, str] = {}
         if not spec:
             return
         folder = Path(source).parent if Path(source).is_file() else default_policy_path().parent
@@ -441,6 +453,14 @@ class Policy:
         unknown = set(self.text_classifier.categories) - set(self.categories)
         if unknown:
             raise PolicyError(f"text_classifier: categories {sorted(unknown)} are not the policy's")
+        self.confirm_at = float(spec.get("confirm_at", 0.0))
+        if not 0.0 <= self.confirm_at < 1.0:
+            raise PolicyError("text_classifier.confirm_at must be in [0, 1)")
+        for category in self.categories:
+            parent = category.split("/")[0]
+            scored = category if category in self.text_classifier.categories else parent
+            if scored in self.text_classifier.categories:
+                self.text_classifier_category[category] = scored
         for name, level in (spec.get("levels") or {}).items():
             if name not in self.levels:
                 raise PolicyError(f"text_classifier.levels: {name!r} is not a defined level")
@@ -472,20 +492,28 @@ class Policy:
     # -- text ----------------------------------------------------------------------------------
 
     def evaluate(self, texts: Mapping[str, str | None] | str, level: str = "standard",
-                 stage: Stage = "input") -> Decision:
+                 stage: Stage = "input", text_scores: Mapping[str, float] | None = None) -> Decision:
         """Check the named text fields (prompt, negative_prompt, instruction, session text, ...) at a level.
 
         A rule blocks when it matched in a positive field with a severity at or above the level's
         threshold for its category, or in a negative field (`fields.negative`) with a severity at or above
         `fields.negative_block_at`; a combination blocks when all its operands matched in the positive
-        fields. Blocked: `rule_ids` and `categories` are those of the blocking rules. Allowed: `rule_ids`
-        lists rules that matched below the threshold (for the audit), `categories` is empty. `reason`
-        names rules, categories, fields, the level and the policy version, never a matched term.
+        fields. With a text classifier, a low or medium term rule in a positive field blocks only when the
+        classifier's score for its category reaches `confirm_at` (a look-alike such as "nude lipstick" scores
+        near zero), and a category whose score reaches the level's threshold blocks as `classifier.<category>`.
+        `text_scores` stands in for the classifier's scores (training uses scores of models that did not see
+        the text). Blocked: `rule_ids` and `categories` are those of the blocking rules. Allowed: `rule_ids`
+        lists rules that matched below the threshold or were not confirmed (for the audit), `categories` is
+        empty. `reason` names rules, categories, fields, the level and the policy version, never a matched term.
         """
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
         lvl = self.level(level)
         fields = {"prompt": texts} if isinstance(texts, str) else dict(texts)
+        for name, text in fields.items():
+            if text is not None and not isinstance(text, str):
+                raise TypeError(f"field {name!r} must be a string, got {type(text).__name__}")
+        scores = dict(text_scores) if text_scores is not None else self._text_scores(fields, lvl.name)
         # Which entries matched in which fields; for combinations, the positive fields' hits of their
         # operands (every position where a combination has a word window, else the first per field).
         fields_by_entry: dict[int, set[str]] = {}
@@ -518,9 +546,11 @@ class Policy:
                 continue
             rank = _RANK[entry.severity]
             threshold = lvl.threshold(entry.category)
+            unconfirmed = rank < _RANK["high"] and self._unconfirmed(entry.category, scores)
             for name in matched_fields:
-                limit = self.negative_block_at if name in negative_fields else threshold
-                if rank >= limit or rank == critical:
+                negative = name in negative_fields
+                limit = self.negative_block_at if negative else threshold
+                if rank == critical or rank >= limit and (negative or not unconfirmed):
                     blocking.setdefault(entry.id, (entry.category, set()))[1].add(name)
                 else:
                     observed[entry.id] = entry.category
@@ -529,7 +559,8 @@ class Policy:
                 blocking.setdefault(combo.id, (combo.category, set()))[1].update(combo_fields)
             else:
                 observed[combo.id] = combo.category
-        scores = self._classify_text(fields, lvl.name, blocking)
+        adults_only = self._age_signal not in positive and self._states_adult_ages(fields)
+        self._classifier_blocks(fields, lvl.name, scores, blocking, adults_only)
         for rid in blocking:
             observed.pop(rid, None)
 
@@ -548,23 +579,47 @@ class Policy:
             reason += f"; below the level's threshold: {', '.join(rule_ids)}"
         return Decision(allowed=True, stage=stage, rule_ids=rule_ids, reason=reason, scores=scores)
 
-    def _classify_text(self, fields: Mapping[str, str | None], level: str,
-                       blocking: dict[str, tuple[str, set[str]]]) -> dict[str, float]:
-        """The text classifier's score per category at the level's tier (the highest over the positive
-        fields); a category at or above the level's threshold adds the blocking rule `classifier.<category>`."""
+    def _text_scores(self, fields: Mapping[str, str | None], level: str) -> dict[str, float]:
+        """The text classifier's score per category at the level's tier: the highest over the positive fields."""
         if self.text_classifier is None or level not in self.text_thresholds:
             return {}
-        tier, threshold = self.text_thresholds[level]
+        tier = self.text_thresholds[level][0]
         best: dict[str, float] = {}
         for name, text in fields.items():
             if not text or name in self.negative_fields:
                 continue
             for category, score in self.text_classifier.score(text).tier(tier).items():
-                if score > best.get(category, -1.0):
-                    best[category] = score
-                if score >= threshold:
-                    blocking.setdefault(f"classifier.{category}", (category, set()))[1].add(name)
+                best[category] = max(score, best.get(category, 0.0))
         return best
+
+    def _states_adult_ages(self, fields: Mapping[str, str | None]) -> bool:
+        """Whether the positive fields state someone's age and every age stated is at least the minors' limit."""
+        if self.minor_age_below is None:
+            return False
+        ages = [value for name, text in fields.items() if text and name not in self.negative_fields
+                for _, _, value in _stated_ages(normalise.raw_tokens(text))]
+        return bool(ages) and min(ages) >= self.minor_age_below
+
+    def _unconfirmed(self, category: str, scores: Mapping[str, float]) -> bool:
+        """A term of this category is a look-alike by the classifier's reading (only where it scored the text)."""
+        scored = self.text_classifier_category.get(category)
+        return bool(scores) and scored in scores and scores[scored] < self.confirm_at
+
+    def _classifier_blocks(self, fields: Mapping[str, str | None], level: str, scores: Mapping[str, float],
+                           blocking: dict[str, tuple[str, set[str]]], adults_only: bool = False) -> None:
+        """Each category whose score reaches the level's threshold blocks as `classifier.<category>`. Not a
+        sub-category whose parent scores below `confirm_at`, and not sexual/minors where the text states only adult
+        ages and no minors term (the classifier reads "25-year-old" as it reads "12-year-old")."""
+        if level not in self.text_thresholds:
+            return
+        threshold = self.text_thresholds[level][1]
+        positive = sorted(name for name, text in fields.items() if text and name not in self.negative_fields)
+        for category, score in scores.items():
+            parent = category.split("/")[0]
+            if adults_only and category == "sexual/minors" or scores.get(parent, 1.0) < self.confirm_at:
+                continue  # a sub-category needs its parent's confirmation: a child playing chess is not sexual
+            if score >= threshold:
+                blocking.setdefault(f"classifier.{category}", (category, set()))[1].update(positive)
 
     def _field_hits(self, name: str, text: str) -> list[_Hit]:
         raw, normalised = normalise.views(text)
@@ -683,6 +738,11 @@ def _minor_ages(words: Sequence[str], below: int | None) -> list[tuple[int, int]
     """Spans of "<n> year old", "<n>-year-old", "<n>yo", "aged <n>", "<n> ans/años/jahre alt" with n < below."""
     if not below:
         return []
+    return [(start, end) for start, end, value in _stated_ages(words) if value < below]
+
+
+def _stated_ages(words: Sequence[str]) -> list[tuple[int, int, int]]:
+    """Every "<n> year old", "<n>-year-old", "<n>yo", "aged <n>", "<n> ans/años/jahre alt" as (start, end, n)."""
     spans = []
     numbers = _NUMBER_WORDS
     for i in [i for i, word in enumerate(words) if word in numbers or word[:1].isdigit()]:
@@ -693,16 +753,16 @@ def _minor_ages(words: Sequence[str], below: int | None) -> list[tuple[int, int]
         elif word in _NUMBER_WORDS:
             value = _NUMBER_WORDS[word]
         elif word.endswith("yo") and word[:-2].isdecimal() and len(word) <= 4:
-            if 0 < int(word[:-2]) < below:
-                spans.append((i, i + 1))
+            if int(word[:-2]) > 0:
+                spans.append((i, i + 1, int(word[:-2])))
             continue
-        if value is None or not 0 < value < below:
+        if value is None or value <= 0:
             continue
         if i > 0 and words[i - 1] in _AGE_BEFORE:
-            spans.append((i - 1, i + 1))
+            spans.append((i - 1, i + 1, value))
             continue
         for unit in _AGE_UNITS:
             if tuple(words[i + 1:i + 1 + len(unit)]) == unit:
-                spans.append((i, i + 1 + len(unit)))
+                spans.append((i, i + 1 + len(unit), value))
                 break
     return spans

@@ -3,8 +3,9 @@ inflected and obfuscated spellings) by scoring hashed word and character n-gram 
 
 The model is linear: one weight vector per (category, tier) over the feature buckets of text_features.py, where
 the tiers are the policy's levels from the most to the least restrictive (`strict`, `standard`, `all`: the
-least restrictive level that must still block). A text is scored over every window of `WINDOW` words and the
-highest window counts, so a harmful clause inside a long, otherwise innocent prompt is not averaged away.
+least restrictive level that must still block). A text is scored whole and over every window of 16 and of 32
+words, and the highest score counts: innocent words around a harmful clause in a long prompt carry weights of
+their own, and must not outweigh it.
 
 The weights are a safetensors file beside the policy (trained by `pictor train-policy-classifier` from the
 labelled prompts in training/policy-text/); the policy file names it with its SHA-256, so a policy version
@@ -26,7 +27,7 @@ from safetensors.numpy import save_file
 from pictor.governance.text_features import BUCKETS, word_features
 
 TIERS = ("strict", "standard", "all")
-WINDOW = 32
+WINDOWS = (16, 32)  # word windows scored; a text no longer than a window is scored whole
 
 
 class ClassifierFileError(ValueError):
@@ -97,7 +98,7 @@ class TextClassifier:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
     def logits(self, text: str) -> np.ndarray:
-        """The highest logit of every output over the text's windows of WINDOW words."""
+        """The highest logit of every output over the whole text and its windows of each size in WINDOWS."""
         words = word_features(text)
         if not words:
             return self._bias.copy()
@@ -105,10 +106,12 @@ class TextClassifier:
         flat = np.fromiter(chain.from_iterable(words), np.int64, int(counts.sum()))
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         per_word = np.add.reduceat(self._weights[self._rows[flat]], starts, axis=0)
-        if len(words) <= WINDOW:
-            return self._bias + per_word.sum(axis=0)
         prefix = np.vstack([np.zeros((1, per_word.shape[1]), np.float32), np.cumsum(per_word, axis=0)])
-        return self._bias + (prefix[WINDOW:] - prefix[:-WINDOW]).max(axis=0)
+        best = prefix[-1]
+        for size in WINDOWS:
+            if len(words) > size:
+                best = np.maximum(best, (prefix[size:] - prefix[:-size]).max(axis=0))
+        return self._bias + best
 
     def score(self, text: str) -> TextScores:
         probs = 1.0 / (1.0 + np.exp(-self.logits(text).astype(np.float64)))

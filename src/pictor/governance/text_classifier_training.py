@@ -3,7 +3,8 @@
 Each line of a training file is {"prompt", "category", "block", "lang", "style"}: `block` is the least
 restrictive level that must still block the prompt (`all`, `standard`, `strict` or `none`), as in the
 evaluation sets of bench/policy_eval.py. An item of category C blocked at `standard` is a positive for the
-outputs (C, strict) and (C, standard) and a negative for every other output; look-alike and benign items
+outputs (C, strict) and (C, standard), and those of C's parent category (sexual/minors -> sexual), and a negative
+for every other output; look-alike and benign items
 (`none`) are negatives for all of them.
 
 Logistic regression over hashed features, trained with AdamW; features are dropped a word at a time during
@@ -81,8 +82,10 @@ def target_matrix(examples: Sequence[Example]) -> np.ndarray:
     for row, example in enumerate(examples):
         if example.category == "none":
             continue
-        base = CATEGORIES.index(example.category) * len(TIERS)
-        out[row, base:base + example.tier_rank] = 1.0
+        # A sub-category is also its parent: sexual content involving minors is sexual content.
+        for category in {example.category, example.category.split("/")[0]} & set(CATEGORIES):
+            base = CATEGORIES.index(category) * len(TIERS)
+            out[row, base:base + example.tier_rank] = 1.0
     return out
 
 
@@ -155,14 +158,20 @@ def out_of_fold_scores(examples: Sequence[Example], folds: int = 5,
     return scores
 
 
-def choose_threshold(scores: np.ndarray, examples: Sequence[Example], tier: str, max_fpr: float) -> float:
-    """The lowest threshold on the highest category score at a tier whose false-positive rate over the
-    examples that must pass at that tier is at most max_fpr."""
+def choose_threshold(scores: np.ndarray, examples: Sequence[Example], tier: str, max_fpr: float,
+                     blocked: Sequence[bool] | None = None) -> float:
+    """The lowest threshold on the highest category score at a tier such that, together with the items the
+    policy's rules already block (`blocked`), at most max_fpr of the examples that must pass at that tier
+    are blocked."""
     column = TIERS.index(tier)
     top = scores[:, :, column].max(axis=1)
-    allowed = np.sort(np.array([s for s, e in zip(top, examples) if not e.should_block(tier)]))[::-1]
-    if not len(allowed):
+    blocked = blocked if blocked is not None else [False] * len(examples)
+    negatives = [(s, b) for s, e, b in zip(top, examples, blocked) if not e.should_block(tier)]
+    if not negatives:
         return 0.5
-    index = int(np.floor(max_fpr * len(allowed)))
-    # Strictly above the (index+1)-th highest allowed score: at most `index` allowed items reach it.
-    return float(min(0.999, allowed[index] + 1e-4)) if index < len(allowed) else 0.0
+    budget = int(np.floor(max_fpr * len(negatives))) - sum(1 for _, b in negatives if b)
+    passing = np.sort(np.array([s for s, b in negatives if not b]))[::-1]
+    if budget >= len(passing):
+        return 0.0
+    # Strictly above the (budget+1)-th highest passing score: at most `budget` more items reach it.
+    return float(min(0.9999, passing[max(budget, 0)] + 1e-4))

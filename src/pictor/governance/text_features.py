@@ -6,6 +6,7 @@ inflections such as "cortandose" / "cortarse" and "pendu" / "pendre" share most 
 the word before it. Features are hashed with CRC-32 into a fixed number of buckets: stable across processes
 and machines, unlike Python's `hash`.
 
+Numbers of one or two digits become their class, under 18 or not (ages matter, not which age).
 Features of one word depend only on it and the word before it, so a text's features are a sequence of
 per-word lists; the classifier sums them over windows of words (`word_features`).
 """
@@ -19,6 +20,7 @@ from pictor.governance import normalise
 
 BUCKETS = 1 << 18
 NGRAM_SIZES = (3, 4, 5)
+ADULT_AGE = 18
 MAX_WORD = 40  # longer "words" are noise (hashes, base64): only their first 40 characters give n-grams
 
 
@@ -42,6 +44,10 @@ def word_features(text: str) -> list[tuple[int, ...]]:
     previous = "<s>"
     for index, key in enumerate(keys):
         features: list[int] = []
+        if key.isdecimal() and len(key) <= 2:
+            # A small number is an age class, not itself: "a 12 year old" and "a 9 year old" should read alike,
+            # and "a 40 year old" unlike them.
+            key = "#minor" if 0 < int(key) < ADULT_AGE else "#number"
         for form in extra.get(index, (key,)):
             features.extend(_key_features(form))
         features.append(_bucket(f"b:{previous} {key}"[:2 * MAX_WORD]))
