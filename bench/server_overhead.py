@@ -1,4 +1,5 @@
-"""Server overhead: end-to-end time of a 1024x1024 PNG generation minus the model's own time, step by step.
+"""Server overhead: end-to-end time of a 1024x1024 generation (PNG, JPEG or WebP) minus the model's own time, step
+by step.
 
 Starts `pictor serve` (keyless, a temporary data folder) on a free loopback port, sends sequential
 requests with httpx, and reads every step's time from each response's Server-Timing header. Beside it, in the
@@ -8,7 +9,8 @@ survives a noisy machine better than milliseconds do.
 Then `--concurrent` clients send requests of the same size together while another polls `/healthz`: its
 latency says whether the event loop waits on the work of the requests.
 
-    python bench/server_overhead.py [--requests 60] [--concurrent 16] [--output bench/results/server-overhead-cpu-2core]
+    python bench/server_overhead.py [--requests 60] [--concurrent 16] [--format png|jpeg|webp] [--compression 90]
+        [--output bench/results/server-overhead-cpu-2core]
 """
 
 from __future__ import annotations
@@ -39,12 +41,18 @@ def step_times(response: httpx.Response) -> dict[str, float]:
     return found
 
 
-def plain_save_ms(b64: str, fmt: str) -> float:
-    """What Pillow alone takes to encode the returned image in its format, defaults."""
+def plain_save_ms(b64: str, fmt: str, compression: int) -> float:
+    """What Pillow alone takes to encode the returned image in its format: PNG with Pillow's defaults, JPEG and
+    WebP at the request's quality (`output_compression`; WebP at 100 lossless, as the API does)."""
     image = Image.open(io.BytesIO(base64.b64decode(b64)))
     image.load()
+    options = {}
+    if fmt == "jpeg":
+        image, options = image.convert("RGB"), {"quality": compression}
+    elif fmt == "webp":
+        options = {"lossless": True} if compression >= 100 else {"quality": compression}
     started = time.perf_counter()
-    image.save(io.BytesIO(), format=fmt.upper())
+    image.save(io.BytesIO(), format=fmt.upper(), **options)
     return (time.perf_counter() - started) * 1000
 
 
@@ -89,11 +97,13 @@ def main() -> int:
     parser.add_argument("--size", default="1024x1024")
     parser.add_argument("--concurrent", type=int, default=16, help="clients for the /healthz part (0: skip it)")
     parser.add_argument("--per-client", type=int, default=4)
+    parser.add_argument("--format", default="png", choices=("png", "jpeg", "webp"))
+    parser.add_argument("--compression", type=int, default=100, help="output_compression (JPEG and WebP quality)")
     parser.add_argument("--output")
     args = parser.parse_args()
     with local_server() as url, httpx.Client(base_url=url, timeout=120) as client:
         body = {"prompt": "a red star in the top left and a blue circle on a white background",
-                "size": args.size, "output_format": "png"}
+                "size": args.size, "output_format": args.format, "output_compression": args.compression}
         for seed in range(3):  # warm-up
             client.post("/v1/images/generations", json={**body, "seed": seed}).raise_for_status()
         totals, models, pillow, steps = [], [], [], {}
@@ -106,10 +116,11 @@ def main() -> int:
             models.append(model_ms(response))
             for name, ms in step_times(response).items():
                 steps.setdefault(name, []).append(ms)
-            pillow.append(plain_save_ms(response.json()["data"][0]["b64_json"], body["output_format"]))
+            pillow.append(plain_save_ms(response.json()["data"][0]["b64_json"], args.format, args.compression))
         under_load = health_under_load(url, body, args.concurrent, args.per_client) if args.concurrent else None
     overhead = [t - m for t, m in zip(totals, models)]
     result = {"machine": machine_description(), "requests": args.requests, "size": args.size,
+              "format": args.format, "compression": args.compression,
               "overhead_ms": {"p50": statistics.median(overhead), "p99": percentile(overhead, 99)},
               "end_to_end_ms": {"p50": statistics.median(totals), "p99": percentile(totals, 99)},
               "model_ms": {"p50": statistics.median(models), "p99": percentile(models, 99)},
@@ -120,13 +131,16 @@ def main() -> int:
     print(json.dumps(result, indent=2))
     if args.output:
         Path(args.output).with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        lines = [f"# Server overhead, {args.size} PNG, embedded model", "", f"Machine: {result['machine']}", "",
+        quality = "" if args.format == "png" else f" at output_compression {args.compression}"
+        lines = [f"# Server overhead, {args.size} {args.format.upper()}{quality}, embedded model", "",
+                 f"Machine: {result['machine']}", "",
                  f"{args.requests} sequential requests after 3 warm-up ones; overhead = end-to-end minus the "
-                 "model time from the Server-Timing header (everything else: HTTP, validation, PNG encoding, "
+                 "model time from the Server-Timing header (everything else: HTTP, validation, encoding, "
                  "storage, base64, JSON).", "", "| | p50 | p99 |", "|---|---|---|"]
         for name in ("overhead_ms", "model_ms", "end_to_end_ms", "plain_pillow_save_ms"):
             lines.append(f"| {name} | {result[name]['p50']:.1f} | {result[name]['p99']:.1f} |")
-        lines += ["", f"Overhead over a plain Pillow save of the same image: {result['overhead_over_plain_save']:.2f}.",
+        lines += ["", "Overhead over a plain Pillow save of the same image (same format and quality): "
+                  f"{result['overhead_over_plain_save']:.2f}.",
                   "", "| step (Server-Timing) | p50 ms |", "|---|---|"]
         lines += [f"| {name} | {ms:.1f} |" for name, ms in result["steps_ms_p50"].items()]
         if under_load is not None:
