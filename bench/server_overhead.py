@@ -35,9 +35,10 @@ def step_times(response: httpx.Response) -> dict[str, float]:
     """Every `name;dur=` of Server-Timing."""
     found = {}
     for part in response.headers["server-timing"].split(","):
-        name, _, duration = part.strip().partition(";dur=")
-        if duration:
-            found[name] = float(duration)
+        name, *params = [piece.strip() for piece in part.split(";")]
+        durations = [float(param[4:]) for param in params if param.startswith("dur=")]
+        if durations:
+            found[name] = durations[0]
     return found
 
 

@@ -89,7 +89,9 @@ class EmbeddedOutput:
 
 
 def tensor_to_pil(x: torch.Tensor) -> Image.Image:
-    array = x.float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    # In place after one copy: a 1024 px image is 12 MB of floats a pass, and this runs for every output.
+    scaled = x.float() if x.dtype != torch.float32 else x.clone()
+    array = scaled.clamp_(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(array, "RGB")
 
 
@@ -133,6 +135,12 @@ class PictorEmbeddedPipeline(DiffusionPipeline):
     def save_pretrained(self, path: str | Path, **kwargs) -> None:
         super().save_pretrained(path, safe_serialization=True, **kwargs)
         self.tokenizer.save(Path(path) / TOKENIZER_FILE)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the networks are. diffusers' own property asks every module of every component (and its offload
+        hooks) on each call: a few milliseconds, paid on every decoding round."""
+        return next(self.transformer.parameters()).device
 
     @property
     def native_resolution(self) -> int:

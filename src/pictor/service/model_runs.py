@@ -77,7 +77,8 @@ class ModelRuns:
         cached: list[EngineResult | None] = [None] * len(requests)
         if store is not None and self.plan.job.seed is not None and cacheable:
             # Off the event loop: keys hash the canvas's pixels, a hit decompresses them.
-            keys, cached = await run_on_cores(self._look_up, store, requests)
+            with self.plan.times.step("cache"):
+                keys, cached = await run_on_cores(self._look_up, store, requests)
         callbacks = self.previews if first_round else {}
         futures = [asyncio.wrap_future(self.worker.submit(request, callbacks.get(index)))
                    for index, request in enumerate(requests) if cached[index] is None]
@@ -92,7 +93,8 @@ class ModelRuns:
             waited = time.perf_counter() - started - max(result.model_seconds for result in made)
             self.plan.times.add("queue", max(0.0, waited) * 1000)
         if store is not None and keys:
-            await run_on_cores(store.remember, keys, cached, made, self.tenant_id)
+            with self.plan.times.step("cache"):
+                await run_on_cores(store.remember, keys, cached, made, self.tenant_id)
         results = [hit if hit is not None else made.pop(0) for hit in cached]
         states = ["hit" if hit is not None else "miss" for hit in cached] if keys else [""] * len(requests)
         return results, states
