@@ -82,7 +82,10 @@ class ModelWorker:
         self._thread.join(timeout)
 
     def _take_batch(self, first: _Item) -> tuple[list[_Item], bool]:
-        batch, deadline, stop = [first], time.monotonic() + self.batch_wait_s, False
+        # A batch-invariant backend makes one call per image whatever arrives with it: waiting for company would
+        # only delay the first (by batch_wait_s, on every lone request). Those already queued still come along.
+        wait = 0.0 if getattr(self.backend, "batch_invariant", False) else self.batch_wait_s
+        batch, deadline, stop = [first], time.monotonic() + wait, False
         while len(batch) < self.max_batch:
             try:
                 item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
