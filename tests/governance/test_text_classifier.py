@@ -99,13 +99,13 @@ def test_stated_adult_ages_are_not_read_as_minors(policy):
 
 
 def test_weak_terms_need_the_classifiers_confirmation(policy, rules):
-    # The word lists alone block these look-alikes; the classifier reads them as innocent.
-    for prompt in ("erotic thriller novel cover with a key and a red rose",
-                   "stripper clip for a gun in a museum display"):
-        assert rules.evaluate(prompt, "standard").blocked
-        decision = policy.evaluate(prompt, "standard")
-        assert decision.allowed and "sexual.content" in decision.rule_ids  # recorded, not blocking
+    # The word lists alone block this look-alike; the classifier reads it as innocent.
+    prompt = "stripper clip for a gun in a museum display"
+    assert rules.evaluate(prompt, "standard").blocked
+    decision = policy.evaluate(prompt, "standard")
+    assert decision.allowed and "sexual.content" in decision.rule_ids  # recorded, not blocking
     assert policy.evaluate("a nude woman on a bed", "standard").blocked
+    assert policy.evaluate("a gore-tex jacket covered in gore", "standard").blocked
     assert policy.evaluate("explicit porn scene", "low").blocked  # high severity terms need no confirmation
 
 

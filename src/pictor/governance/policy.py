@@ -43,8 +43,8 @@ _NUMBER_WORDS = {word: value for value, word in enumerate(
     "sixteen seventeen".split())}
 # What may follow a number to make it an age (raw-view words: case-folded, accents removed).
 _AGE_UNITS = (("year", "old"), ("years", "old"), ("yr", "old"), ("yrs", "old"), ("yo",), ("y", "o"),
-              ("ans",), ("anos",), ("jahre", "alt"), ("jahrige",), ("jahriger",), ("jahriges",), ("jahrigen",))
-_AGE_BEFORE = ("aged",)
+              ("ans",), ("anos",), ("anni",), ("jahre",), ("jahrige",), ("jahriger",), ("jahriges",), ("jahrigen",))
+_AGE_BEFORE = ("aged", "age")
 
 
 class PolicyError(ValueError):
@@ -559,8 +559,7 @@ class Policy:
                 blocking.setdefault(combo.id, (combo.category, set()))[1].update(combo_fields)
             else:
                 observed[combo.id] = combo.category
-        adults_only = self._age_signal not in positive and self._states_adult_ages(fields)
-        self._classifier_blocks(fields, lvl.name, scores, blocking, adults_only)
+        self._classifier_blocks(fields, lvl.name, scores, blocking, minors_named=self._age_signal in positive)
         for rid in blocking:
             observed.pop(rid, None)
 
@@ -592,31 +591,24 @@ class Policy:
                 best[category] = max(score, best.get(category, 0.0))
         return best
 
-    def _states_adult_ages(self, fields: Mapping[str, str | None]) -> bool:
-        """Whether the positive fields state someone's age and every age stated is at least the minors' limit."""
-        if self.minor_age_below is None:
-            return False
-        ages = [value for name, text in fields.items() if text and name not in self.negative_fields
-                for _, _, value in _stated_ages(normalise.raw_tokens(text))]
-        return bool(ages) and min(ages) >= self.minor_age_below
-
     def _unconfirmed(self, category: str, scores: Mapping[str, float]) -> bool:
         """A term of this category is a look-alike by the classifier's reading (only where it scored the text)."""
         scored = self.text_classifier_category.get(category)
         return bool(scores) and scored in scores and scores[scored] < self.confirm_at
 
     def _classifier_blocks(self, fields: Mapping[str, str | None], level: str, scores: Mapping[str, float],
-                           blocking: dict[str, tuple[str, set[str]]], adults_only: bool = False) -> None:
+                           blocking: dict[str, tuple[str, set[str]]], minors_named: bool = True) -> None:
         """Each category whose score reaches the level's threshold blocks as `classifier.<category>`. Not a
-        sub-category whose parent scores below `confirm_at`, and not sexual/minors where the text states only adult
-        ages and no minors term (the classifier reads "25-year-old" as it reads "12-year-old")."""
+        sub-category whose parent scores below `confirm_at`, and not sexual/minors unless the text names a minor
+        (the `minors` signal: a word for a child or a school year, or an age under the limit): its few hundred
+        training examples are not enough for it to tell a woman from a girl by itself."""
         if level not in self.text_thresholds:
             return
         threshold = self.text_thresholds[level][1]
         positive = sorted(name for name, text in fields.items() if text and name not in self.negative_fields)
         for category, score in scores.items():
             parent = category.split("/")[0]
-            if adults_only and category == "sexual/minors" or scores.get(parent, 1.0) < self.confirm_at:
+            if category == "sexual/minors" and not minors_named or scores.get(parent, 1.0) < self.confirm_at:
                 continue  # a sub-category needs its parent's confirmation: a child playing chess is not sexual
             if score >= threshold:
                 blocking.setdefault(f"classifier.{category}", (category, set()))[1].update(positive)

@@ -6,7 +6,8 @@ inflections such as "cortandose" / "cortarse" and "pendu" / "pendre" share most 
 the word before it. Features are hashed with CRC-32 into a fixed number of buckets: stable across processes
 and machines, unlike Python's `hash`.
 
-Numbers of one or two digits become their class, under 18 or not (ages matter, not which age).
+Numbers of one or two digits become their class, under 18 or not (ages matter, not which age). A word that
+repeats one of the 16 before it is left out, so that repetition cannot add up to a decision.
 Features of one word depend only on it and the word before it, so a text's features are a sequence of
 per-word lists; the classifier sums them over windows of words (`word_features`).
 """
@@ -14,6 +15,7 @@ per-word lists; the classifier sums them over windows of words (`word_features`)
 from __future__ import annotations
 
 import zlib
+from collections import deque
 from functools import lru_cache
 
 from pictor.governance import normalise
@@ -21,6 +23,7 @@ from pictor.governance import normalise
 BUCKETS = 1 << 18
 NGRAM_SIZES = (3, 4, 5)
 ADULT_AGE = 18
+REPEAT_SPAN = 16  # a word that repeats one of the 16 kept before it is left out (the classifier's short window)
 MAX_WORD = 40  # longer "words" are noise (hashes, base64): only their first 40 characters give n-grams
 
 
@@ -42,7 +45,11 @@ def word_features(text: str) -> list[tuple[int, ...]]:
     keys, extra = normalise.normalised_view(text)
     out: list[tuple[int, ...]] = []
     previous = "<s>"
+    recent: deque[str] = deque(maxlen=REPEAT_SPAN)
     for index, key in enumerate(keys):
+        if key in recent:
+            continue  # a repeated word adds nothing: "red " * 8000 must not sum to a wound
+        recent.append(key)
         features: list[int] = []
         if key.isdecimal() and len(key) <= 2:
             # A small number is an age class, not itself: "a 12 year old" and "a 9 year old" should read alike,
