@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pictor.governance.policy import Policy
 
 # The family-safe level may refuse more to miss less; the others hold the content policy's goal (<= 0.02).
 MAX_FPR = {"strict": 0.03, "standard": 0.015, "low": 0.015}
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                             for i, example in enumerate(examples)])
         threshold = round(choose_threshold(scores, examples, tier, max_fpr[level], blocked), 4)
         truth = np.array([example.should_block(tier) for example in examples])
-        got = blocked | (scores[:, :, TIERS.index(tier)].max(axis=1) >= threshold)
+        got = blocked | (scores[:, :, column].max(axis=1) >= threshold)
         levels[level] = {"tier": tier, "threshold": threshold, "recall": got[truth].mean(),
                          "fpr": got[~truth].mean()}
     digest = train(examples, settings).save(args.out, {"examples": len(examples), "seed": args.seed})
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def rules_block(policy, prompt: str, level: str, scores: dict[str, float]) -> bool:
+def rules_block(policy: Policy, prompt: str, level: str, scores: dict[str, float]) -> bool:
     """Whether the policy's rules block the prompt at the level, given these classifier scores."""
     decision = policy.evaluate(prompt, level, text_scores=scores)
     return decision.blocked and any(not rule.startswith("classifier.") for rule in decision.rule_ids)
