@@ -40,7 +40,7 @@ def timed(client: httpx.Client, body: dict) -> tuple[float, float, str]:
     total = (time.perf_counter() - started) * 1000
     response.raise_for_status()
     timing = response.headers["server-timing"]
-    state = timing.split("cache;desc=")[1] if "cache;desc=" in timing else "none"
+    state = timing.split("cache;desc=")[1].split(";")[0].split(",")[0] if "cache;desc=" in timing else "none"
     return model_ms(response), total, state
 
 

@@ -55,14 +55,14 @@ async def _answer(request: Request, parts: Components, caller: Principal, job: I
 
 def server_timing(result: ImagesResult, steps: dict[str, float] | None = None) -> str:
     """`model;dur=` (ms) first, then every other step of the request (`policy`, `decode`, `validation`, `mark`,
-    `encode`, `sign`, `audit`, `store`, `auth`, `response`...), and `cache;dur=...;desc=hit|miss` when the request
+    `encode`, `sign`, `audit`, `store`, `auth`, `response`...), and `cache;desc=hit|miss;dur=...` when the request
     was cacheable (it gave a seed): the time spent looking the result up and keeping it."""
     steps = steps or {}
     parts = [f"model;dur={result.model_seconds * 1000:.1f}"]
     parts += [f"{name};dur={ms:.1f}" for name, ms in steps.items() if name not in ("model", "cache")]
     if result.cache is not None:
         took = f";dur={steps['cache']:.1f}" if "cache" in steps else ""
-        parts.append(f"cache{took};desc={result.cache}")
+        parts.append(f"cache;desc={result.cache}{took}")
     return ", ".join(parts)
 
 
