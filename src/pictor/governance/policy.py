@@ -373,18 +373,16 @@ class Policy:
 
     def with_classifier(self, classifier: ImageClassifier) -> Policy:
         """The same rules with another image classifier (the rules are shared, not copied)."""
-        clone = object.__new__(Policy)
-        clone.__dict__.update(self.__dict__)
-        clone.image_classifier = classifier
-        return clone
+        return self._sharing(image_classifier=classifier)
 
     def without_text_classifier(self) -> Policy:
         """The same rules without the text classifier (to measure or train against the rules alone)."""
+        return self._sharing(text_classifier=None, text_thresholds={}, confirm_at=0.0)
+
+    def _sharing(self, **changes: Any) -> Policy:
+        """A policy that shares this one's loaded rules, with these attributes changed."""
         clone = object.__new__(Policy)
-        clone.__dict__.update(self.__dict__)
-        clone.text_classifier = None
-        clone.text_thresholds = {}
-        clone.confirm_at = 0.0
+        clone.__dict__.update(self.__dict__, **changes)
         return clone
 
     def _check_id(self, rid: Any, seen: set[str]) -> None:
@@ -727,14 +725,9 @@ def _any_within(positions: Sequence[int], start: int, within: int) -> bool:
 
 
 def _minor_ages(words: Sequence[str], below: int | None) -> list[tuple[int, int]]:
-    """Spans of "<n> year old", "<n>-year-old", "<n>yo", "aged <n>", "<n> ans/años/jahre alt" with n < below."""
+    """Spans of "<n> year old", "<n>-year-old", "<n>yo", "aged <n>", "<n> ans/anni/años/jahre (alt)" with n < below."""
     if not below:
         return []
-    return [(start, end) for start, end, value in _stated_ages(words) if value < below]
-
-
-def _stated_ages(words: Sequence[str]) -> list[tuple[int, int, int]]:
-    """Every "<n> year old", "<n>-year-old", "<n>yo", "aged <n>", "<n> ans/años/jahre alt" as (start, end, n)."""
     spans = []
     numbers = _NUMBER_WORDS
     for i in [i for i, word in enumerate(words) if word in numbers or word[:1].isdigit()]:
@@ -745,16 +738,16 @@ def _stated_ages(words: Sequence[str]) -> list[tuple[int, int, int]]:
         elif word in _NUMBER_WORDS:
             value = _NUMBER_WORDS[word]
         elif word.endswith("yo") and word[:-2].isdecimal() and len(word) <= 4:
-            if int(word[:-2]) > 0:
-                spans.append((i, i + 1, int(word[:-2])))
+            if 0 < int(word[:-2]) < below:
+                spans.append((i, i + 1))
             continue
-        if value is None or value <= 0:
+        if value is None or not 0 < value < below:
             continue
         if i > 0 and words[i - 1] in _AGE_BEFORE:
-            spans.append((i - 1, i + 1, value))
+            spans.append((i - 1, i + 1))
             continue
         for unit in _AGE_UNITS:
             if tuple(words[i + 1:i + 1 + len(unit)]) == unit:
-                spans.append((i, i + 1 + len(unit), value))
+                spans.append((i, i + 1 + len(unit)))
                 break
     return spans

@@ -58,8 +58,9 @@ class TextClassifier:
         self.categories = list(categories)
         self.name = name
         # Dense bucket -> row map; row len(buckets) is all zeros (buckets no training text reached).
+        self._buckets = buckets.astype(np.int32)
         self._rows = np.full(BUCKETS, len(buckets), dtype=np.int32)
-        self._rows[buckets.astype(np.int64)] = np.arange(len(buckets), dtype=np.int32)
+        self._rows[self._buckets] = np.arange(len(buckets), dtype=np.int32)
         self._weights = np.vstack([weights.astype(np.float32), np.zeros((1, outputs), np.float32)])
         self._bias = bias.astype(np.float32)
 
@@ -85,14 +86,11 @@ class TextClassifier:
             raise ClassifierFileError(f"{path}: not a text classifier file ({exc})") from exc
 
     def save(self, path: str | Path, meta: dict | None = None) -> str:
-        """Write the weights (only rows that are not zero) and return the file's SHA-256."""
-        used = np.flatnonzero(np.any(self._weights[:-1] != 0, axis=1))
-        buckets = np.flatnonzero(self._rows < len(self._weights) - 1)
-        buckets = buckets[np.isin(self._rows[buckets], used)]
+        """Write the weights (the rows of the buckets it has) and return the file's SHA-256."""
         header = {"buckets": BUCKETS, "categories": self.categories, "tiers": list(TIERS), "name": self.name,
                   **(meta or {})}
-        save_file({"buckets": buckets.astype(np.int32),
-                   "weights": self._weights[self._rows[buckets]].astype(np.float16),
+        save_file({"buckets": self._buckets,
+                   "weights": self._weights[:-1].astype(np.float16),
                    "bias": self._bias,
                    "meta": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)}, str(path))
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
