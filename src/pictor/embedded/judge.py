@@ -95,6 +95,12 @@ def _shape_geometry(shape: str) -> tuple[float, float, float, float, float]:
     return abs(area), float(cx), float(cy), float(mxx), float(myy)
 
 
+def _working_size(width: int, height: int) -> tuple[int, int] | None:
+    """The size box-filtered down to a longer side of WORK_SIDE; None when the image is no larger than that."""
+    factor = max(width, height) / WORK_SIDE
+    return (max(1, round(width / factor)), max(1, round(height / factor))) if factor > 1 else None
+
+
 def _working_image(image: np.ndarray | Image.Image) -> tuple[np.ndarray, int, int]:
     """The image as (h, w, 3) float32 in [0, 255], box-filtered down so that its longer side is at most
     WORK_SIDE, and its original height and width. Arrays may be uint8, or float in [0, 1] (or in
@@ -102,28 +108,25 @@ def _working_image(image: np.ndarray | Image.Image) -> tuple[np.ndarray, int, in
     if isinstance(image, Image.Image):
         # Box-filtered by Pillow before any array exists: a 1024 px image is 3 MB a copy, the working one 48 KB.
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        factor = max(rgb.size) / WORK_SIDE
-        if factor > 1:
-            small = rgb.resize((max(1, round(rgb.width / factor)), max(1, round(rgb.height / factor))),
-                               Image.Resampling.BOX)
-            return np.asarray(small).astype(np.float32), rgb.height, rgb.width
+        size = _working_size(rgb.width, rgb.height)
+        if size is not None:
+            return np.asarray(rgb.resize(size, Image.Resampling.BOX)).astype(np.float32), rgb.height, rgb.width
         image = np.asarray(rgb)
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     array = array[..., :3]
     height, width = array.shape[:2]
-    factor = max(height, width) / WORK_SIDE
-    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    size = _working_size(width, height)
     if array.dtype == np.uint8:
-        if factor > 1:
+        if size is not None:
             resized = Image.fromarray(np.ascontiguousarray(array)).resize(size, Image.Resampling.BOX)
             array = np.asarray(resized)
         return array.astype(np.float32), height, width
     array = array.astype(np.float32)
     if array.max(initial=0.0) <= 1.0:
         array = array * 255.0
-    if factor > 1:
+    if size is not None:
         array = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(array[..., k]), mode="F")
                                      .resize(size, Image.Resampling.BOX)) for k in range(3)], axis=2)
     return array, height, width

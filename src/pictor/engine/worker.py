@@ -52,10 +52,11 @@ class ModelWorker:
         self.backend = backend
         self.max_batch = max_batch
         self.batch_wait_s = batch_wait_s
+        self.batch_invariant = getattr(backend, "batch_invariant", False)  # one call per image, whatever comes along
         # Step-level batching: where the backend can advance runs one step at a time (begin/advance/finish), a
         # request that arrives while others are being made joins their next forward pass at its own first step,
         # instead of waiting for the whole batch to end. Only when batches may change results (not batch_invariant).
-        self.step_level = (step_batching and not getattr(backend, "batch_invariant", False)
+        self.step_level = (step_batching and not self.batch_invariant
                            and all(hasattr(backend, name) for name in ("begin", "advance", "finish")))
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._step_loop if self.step_level else self._loop,
@@ -84,7 +85,7 @@ class ModelWorker:
     def _take_batch(self, first: _Item) -> tuple[list[_Item], bool]:
         # A batch-invariant backend makes one call per image whatever arrives with it: waiting for company would
         # only delay the first (by batch_wait_s, on every lone request). Those already queued still come along.
-        wait = 0.0 if getattr(self.backend, "batch_invariant", False) else self.batch_wait_s
+        wait = 0.0 if self.batch_invariant else self.batch_wait_s
         batch, deadline, stop = [first], time.monotonic() + wait, False
         while len(batch) < self.max_batch:
             try:
@@ -103,7 +104,7 @@ class ModelWorker:
             if first is None:
                 return
             batch, stop = self._take_batch(first)
-            if getattr(self.backend, "batch_invariant", False):
+            if self.batch_invariant:
                 # One pipeline call per image anyway: start each only when its turn comes, so a request
                 # cancelled meanwhile (a streaming client that went away) is dropped, not run.
                 for item in batch:

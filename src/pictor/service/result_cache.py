@@ -12,9 +12,9 @@ canvas and mask). Only requests with an explicit seed are cached: without one th
 seed is random, so a repeat could never match. LRU, bounded by the bytes it holds.
 
 Pixels are held as bytes, deflated (ISA-L, level 1: about 0.5 ms for a flat 1024 px image, where zlib's fastest
-level took 7 to 12) when a sample of them compresses well: a flat
-1024 px output of the embedded model is 21 KB instead of 3 MB, and a server that kept its 128 MB of PIL images
-(4 bytes a pixel, between the model's temporaries) peaked near 1 GB. Pixels that do not compress are kept raw.
+level took 7 to 12) when a sample of them compresses well: a flat 1024 px output of the embedded model is 21 KB
+instead of 3 MB, and a server that kept its 128 MB of PIL images (4 bytes a pixel, between the model's
+temporaries) peaked near 1 GB. Pixels that do not compress are kept raw.
 """
 
 from __future__ import annotations
