@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
-from local_server import local_server, model_ms, percentile
+from local_server import local_server, model_ms, percentile, server_timing
 
 from pictor.embedded.evaluate import machine_description
 
@@ -39,8 +39,7 @@ def timed(client: httpx.Client, body: dict) -> tuple[float, float, str]:
     response = client.post("/v1/images/generations", json=body)
     total = (time.perf_counter() - started) * 1000
     response.raise_for_status()
-    timing = response.headers["server-timing"]
-    state = timing.split("cache;desc=")[1].split(";")[0].split(",")[0] if "cache;desc=" in timing else "none"
+    state = server_timing(response).get("cache", {}).get("desc", "none")
     return model_ms(response), total, state
 
 

@@ -23,10 +23,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+def server_timing(response: httpx.Response) -> dict[str, dict[str, str]]:
+    """Server-Timing as {name: {param: value}}: "model;dur=12.5, cache;desc=hit;dur=0.4" ->
+    {"model": {"dur": "12.5"}, "cache": {"desc": "hit", "dur": "0.4"}}."""
+    entries = {}
+    for part in response.headers["server-timing"].split(","):
+        name, *params = [piece.strip() for piece in part.split(";")]
+        entries[name] = dict(param.split("=", 1) for param in params if "=" in param)
+    return entries
+
+
 def model_ms(response: httpx.Response) -> float:
-    """The `model;dur=` entry of Server-Timing (other entries, such as `cache;desc=`, may follow it)."""
-    timing = response.headers["server-timing"]
-    return float(timing.split("model;dur=")[1].split(",")[0])
+    """The `model` entry's duration."""
+    return float(server_timing(response)["model"]["dur"])
 
 
 def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = READY_TIMEOUT_S) -> None:

@@ -25,21 +25,15 @@ import time
 from pathlib import Path
 
 import httpx
-from local_server import local_server, model_ms, percentile
+from local_server import local_server, model_ms, percentile, server_timing
 from PIL import Image
 
 from pictor.embedded.evaluate import machine_description
 
 
 def step_times(response: httpx.Response) -> dict[str, float]:
-    """Every `name;dur=` of Server-Timing."""
-    found = {}
-    for part in response.headers["server-timing"].split(","):
-        name, *params = [piece.strip() for piece in part.split(";")]
-        durations = [float(param[4:]) for param in params if param.startswith("dur=")]
-        if durations:
-            found[name] = durations[0]
-    return found
+    """Every step of Server-Timing that has a duration."""
+    return {name: float(params["dur"]) for name, params in server_timing(response).items() if "dur" in params}
 
 
 def plain_save_ms(b64: str, fmt: str, compression: int) -> float:
