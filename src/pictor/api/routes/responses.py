@@ -12,9 +12,10 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from pictor.api.dependencies import Caller, Components, components
+from pictor.api.json_bodies import FastJSONResponse
 from pictor.api.responses_schemas import (
     WIRE_PARAMS,
     ImageGenerationTool,
@@ -28,6 +29,7 @@ from pictor.api.responses_schemas import (
     turn_request,
 )
 from pictor.api.sse import sse_event
+from pictor.service.cpu_pool import run_on_cores
 from pictor.service.errors import NotFoundError, ServiceError
 from pictor.service.images import PartialImage
 from pictor.service.sessions import ImageInput, NewSession, PreparedTurn, TurnOutcome, new_turn_id
@@ -77,7 +79,7 @@ async def create_response(body: ResponseCreate, request: Request, caller: Caller
                                  headers={"cache-control": "no-cache"})
     outcome = await parts.sessions.run_turn(prepared, caller)
     _count(parts, prepared)
-    return JSONResponse(response_json(outcome.turn, outcome.image.artifact.data))
+    return FastJSONResponse(await run_on_cores(response_json, outcome.turn, outcome.image.artifact.data))
 
 
 @router.get("/v1/responses/{response_id}")
