@@ -110,8 +110,12 @@ def main() -> int:
             response.raise_for_status()
             totals.append(total)
             models.append(model_ms(response))
-            for name, ms in step_times(response).items():
+            timed = step_times(response)
+            for name, ms in timed.items():
                 steps.setdefault(name, []).append(ms)
+            # What no step names: the server's own total minus every step (model included).
+            steps.setdefault("unnamed", []).append(timed["total"] - sum(ms for name, ms in timed.items()
+                                                                        if name != "total"))
             pillow.append(plain_save_ms(response.json()["data"][0]["b64_json"], args.format, args.compression))
         under_load = health_under_load(url, body, args.concurrent, args.per_client) if args.concurrent else None
     overhead = [t - m for t, m in zip(totals, models)]

@@ -194,7 +194,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         given = request.headers.get("x-request-id", "")
         rid = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
         token = logs.request_id.set(rid)
-        started = time.perf_counter()
+        started = request.state.arrived = time.perf_counter()  # Server-Timing's `total` counts from here
         try:
             try:
                 response = await call_next(request)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from pictor.api.dependencies import Caller, Components, components, image_links, principal
 from pictor.api.errors import ApiError, error_body
 from pictor.api.forms import read_form, validated
+from pictor.api.json_bodies import FastJSONResponse, json_bytes
 from pictor.api.schemas import (
     EditFields,
     EditJsonRequest,
@@ -24,6 +25,7 @@ from pictor.api.schemas import (
 )
 from pictor.api.sse import sse_event
 from pictor.core import ImageJob, JobKind
+from pictor.service.cpu_pool import run_on_cores
 from pictor.service.encoding import MIME_TYPES
 from pictor.service.errors import ServiceError
 from pictor.service.images import KEEP_ALIVE, ImagesResult, PartialImage, Plan
@@ -45,24 +47,34 @@ async def _answer(request: Request, parts: Components, caller: Principal, job: I
     result = await parts.service.run(plan, caller)
     _count(parts, plan, result)
     started = time.perf_counter()
-    body = images_response(result, fields.response_format, image_links(request, caller))
+    # base64 and JSON of a megabyte image: on the CPU pool, so the event loop answers others meanwhile.
+    body = await run_on_cores(_rendered_answer, result, fields.response_format, image_links(request, caller))
     steps = {"auth": getattr(request.state, "auth_ms", 0.0), **result.steps_ms,
              "response": (time.perf_counter() - started) * 1000}
     parts.metrics.observe_steps(steps)
     # Server-Timing lets clients (and bench/server_overhead.py) tell model time from every other step.
-    return JSONResponse(body, headers={"server-timing": server_timing(result, steps)})
+    arrived = getattr(request.state, "arrived", None)
+    total_ms = None if arrived is None else (time.perf_counter() - arrived) * 1000
+    return FastJSONResponse(body, headers={"server-timing": server_timing(result, steps, total_ms)})
 
 
-def server_timing(result: ImagesResult, steps: dict[str, float] | None = None) -> str:
+def _rendered_answer(result: ImagesResult, response_format: str | None, url_for: Callable[[str], str]) -> bytes:
+    return json_bytes(images_response(result, response_format, url_for))
+
+
+def server_timing(result: ImagesResult, steps: dict[str, float] | None = None, total_ms: float | None = None) -> str:
     """`model;dur=` (ms) first, then every other step of the request (`policy`, `decode`, `validation`, `mark`,
-    `encode`, `sign`, `audit`, `store`, `auth`, `response`...), and `cache;desc=hit|miss;dur=...` when the request
-    was cacheable (it gave a seed): the time spent looking the result up and keeping it."""
+    `encode`, `sign`, `audit`, `store`, `auth`, `response`...), `cache;desc=hit|miss;dur=...` when the request
+    was cacheable (it gave a seed): the time spent looking the result up and keeping it, and last `total`: from the
+    request's arrival to its answer, so that what no step names is the difference."""
     steps = steps or {}
     parts = [f"model;dur={result.model_seconds * 1000:.1f}"]
     parts += [f"{name};dur={ms:.1f}" for name, ms in steps.items() if name not in ("model", "cache")]
     if result.cache is not None:
         took = f";dur={steps['cache']:.1f}" if "cache" in steps else ""
         parts.append(f"cache;desc={result.cache}{took}")
+    if total_ms is not None:
+        parts.append(f"total;dur={total_ms:.1f}")
     return ", ".join(parts)
 
 
