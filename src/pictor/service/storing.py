@@ -66,14 +66,16 @@ class OutputStore:
     def store(self, plan: Plan, principal: Principal, results: list[EngineResult],
               output_checks: list[Decision] | None = None, cache_states: list[str] | None = None,
               extras: list[dict] | None = None) -> list[ProducedImage]:
-        receipt = self.governance.receipt(len(results))
+        with plan.times.step("audit"):  # the entries' indexes, reserved before signing names them
+            receipt = self.governance.receipt(len(results))
         try:
             produced = self._store_signed(plan, principal, results, receipt, output_checks or [], cache_states,
                                           extras)
         except BaseException as error:
             receipt.fail(error)
             raise
-        self.governance.audit.maybe_checkpoint()
+        with plan.times.step("audit"):
+            self.governance.audit.maybe_checkpoint()
         return produced
 
     def _parents(self, plan: Plan, principal: Principal) -> tuple[list[Parent], list[Artifact]]:
@@ -125,12 +127,14 @@ class OutputStore:
                                 tenant_id=principal.tenant_id, audit_index=receipt.indexes[position])
             unsalted = {k: v for k, v in params.items() if k != "prompt"}
             checks = plan.decisions + output_checks[position:position + 1]
+            with times.step("audit"):
+                decoded_hash = pixels_hash(result.image)  # what replay compares: the model's pixels, unmarked
             receipt.record(position, artifact, prompt=job.prompt, decisions=checks, fields={
                 "key_id": principal.key_id, "user": job.user, "kind": job.kind.value, "task": plan.task,
                 "parameters": {**unsalted, "seed": result.seed, "steps": extra.get("steps", plan.steps),
                                "size": plan.size},
                 "parents": list(parent_ids), "weights_hash": backend.weights_hash,
-                "pixels_hash": pixels_hash(result.image), "device": backend.device.split(":")[0],
+                "pixels_hash": decoded_hash, "device": backend.device.split(":")[0],
                 # Where the model ran: a remote backend (a Ray replica) says its own threads.
                 "cpu_threads": getattr(backend, "cpu_threads", None) or current_cpu_threads(),
                 "batch_invariant": backend.batch_invariant, "badge": badge.to_dict() if badge else None,
