@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from pictor.allocator import keep_freed_memory
     from pictor.api import logs
     from pictor.api.app import create_app
     from pictor.api.security import DEMO_TENANT
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
                     f"revoke it with `pictor keys revoke {key.info.id}` once you have made your own)")
         root = installation.data.root
     logs.configure(settings.log_json)
+    keep_freed_memory()
     print(f"Pictor on http://{settings.host}:{settings.port}  data: {root}\n{hint}", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
                 proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips)
