@@ -37,7 +37,7 @@ def png_bytes(image: Image.Image) -> bytes:
     np.subtract(rows[1:], rows[:-1], out=scanlines[1:, 1:])
     header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[image.mode], 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", isal_zlib.compress(scanlines.tobytes(), 1)) + _png_chunk(b"IEND", b""))
+            + _png_chunk(b"IDAT", isal_zlib.compress(scanlines, 1)) + _png_chunk(b"IEND", b""))
 
 
 def encode(image: Image.Image, output_format: str, compression: int = 100) -> bytes:
