@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pictor.cli import main
+from pictor.cli.train_policy import CONFIRM_CANDIDATES
 from pictor.embedded.evaluate import generation_cases
 from pictor.governance.policy import Policy, PolicyError, default_policy_path
 from pictor.governance.text_classifier import TextClassifier
@@ -139,6 +140,7 @@ def test_the_cli_trains_weights_that_a_policy_file_can_name(tmp_path, capsys):
     printed = capsys.readouterr().out
     section = tomllib.loads(printed)["text_classifier"]
     assert section["file"] == "clf.safetensors" and len(section["sha256"]) == 64
+    assert section["confirm_at"] in CONFIRM_CANDIDATES  # chosen out of fold
     assert {level["tier"] for level in section["levels"].values()} == {"strict", "standard", "all"}
 
     # The printed section replaces the shipped one in a copy of the policy file beside the new weights.

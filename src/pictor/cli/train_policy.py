@@ -12,6 +12,13 @@ if TYPE_CHECKING:
 
 # The family-safe level may refuse more to miss less; the others hold the content policy's goal (<= 0.02).
 MAX_FPR = {"strict": 0.03, "standard": 0.015, "low": 0.015}
+# confirm_at, the score at which the classifier confirms a weak term's category, is the smallest of these whose
+# out-of-fold recall at `standard` comes within CONFIRM_TOLERANCE of the best: each weak-term look-alike it vetoes
+# frees false-positive budget for the classifier's own threshold, while a lower one keeps the weak term a second
+# opinion on prompts unlike the training ones. Above 0.2 a term would need the classifier to all but flag the prompt
+# itself (out of fold on 9,000 prompts, recall at `standard` stopped rising at 0.2).
+CONFIRM_CANDIDATES = (0.02, 0.05, 0.1, 0.2)
+CONFIRM_TOLERANCE = 0.002
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,19 +35,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--world", type=int, default=400,
                         help="also train on this many allowed prompts of the embedded model's world")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--confirm-at", type=float,
+                        help=f"the policy's confirm_at (default: chosen out of fold from {CONFIRM_CANDIDATES})")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from pictor.governance.policy import Policy
-    from pictor.governance.text_classifier import TIERS
     from pictor.governance.text_classifier_training import (
-        CATEGORIES,
         LEVEL_TIERS,
         TrainSettings,
-        choose_threshold,
         load_examples,
         out_of_fold_scores,
         train,
@@ -56,17 +60,17 @@ def run(args: argparse.Namespace) -> int:
     scores = out_of_fold_scores(examples, args.folds, settings)
     max_fpr = MAX_FPR | {level: float(rate) for level, rate in (item.split("=", 1) for item in args.max_fpr)}
     policy = Policy.load(args.policy)
-    levels = {}
-    for level, tier in LEVEL_TIERS.items():
-        # What the rules block when the out-of-fold scores confirm (or not) their weaker terms.
-        column = TIERS.index(tier)
-        blocked = np.array([rules_block(policy, example.prompt, level, dict(zip(CATEGORIES, scores[i, :, column])))
-                            for i, example in enumerate(examples)])
-        threshold = round(choose_threshold(scores, examples, tier, max_fpr[level], blocked), 4)
-        truth = np.array([example.should_block(tier) for example in examples])
-        got = blocked | (scores[:, :, column].max(axis=1) >= threshold)
-        levels[level] = {"tier": tier, "threshold": threshold, "recall": got[truth].mean(),
-                         "fpr": got[~truth].mean()}
+    if args.confirm_at is not None:
+        policy = policy.with_confirm_at(args.confirm_at)
+    else:
+        by_confirm = {value: level_outcome(policy.with_confirm_at(value), examples, scores, "standard",
+                                           max_fpr["standard"]) for value in CONFIRM_CANDIDATES}
+        best = max(outcome["recall"] for outcome in by_confirm.values())
+        chosen = min(value for value, outcome in by_confirm.items() if outcome["recall"] >= best - CONFIRM_TOLERANCE)
+        print("# confirm_at out of fold: " + ", ".join(f"{value} recall {outcome['recall']:.3f}"
+                                                       for value, outcome in by_confirm.items()))
+        policy = policy.with_confirm_at(chosen)
+    levels = {level: level_outcome(policy, examples, scores, level, max_fpr[level]) for level in LEVEL_TIERS}
     digest = train(examples, settings).save(args.out, {"examples": len(examples), "seed": args.seed})
     # The policy file's section for these weights, to paste over the old one.
     print(f"# {len(examples)} training prompts; out-of-fold with the rules: "
@@ -77,6 +81,25 @@ def run(args: argparse.Namespace) -> int:
     for level, v in levels.items():
         print(f"{level} = {{ tier = \"{v['tier']}\", threshold = {v['threshold']} }}")
     return 0
+
+
+def level_outcome(policy: Policy, examples: list, scores, level: str, max_fpr: float) -> dict:
+    """A level's tier and threshold (at most `max_fpr` of the prompts it must allow blocked, rules included), and the
+    recall and false-positive rate that rules and classifier reach together, out of fold."""
+    import numpy as np
+
+    from pictor.governance.text_classifier import TIERS
+    from pictor.governance.text_classifier_training import CATEGORIES, LEVEL_TIERS, choose_threshold
+
+    tier = LEVEL_TIERS[level]
+    column = TIERS.index(tier)
+    # What the rules block when the out-of-fold scores confirm (or not) their weaker terms.
+    blocked = np.array([rules_block(policy, example.prompt, level, dict(zip(CATEGORIES, scores[i, :, column])))
+                        for i, example in enumerate(examples)])
+    threshold = round(choose_threshold(scores, examples, tier, max_fpr, blocked), 4)
+    truth = np.array([example.should_block(tier) for example in examples])
+    got = blocked | (scores[:, :, column].max(axis=1) >= threshold)
+    return {"tier": tier, "threshold": threshold, "recall": got[truth].mean(), "fpr": got[~truth].mean()}
 
 
 def rules_block(policy: Policy, prompt: str, level: str, scores: dict[str, float]) -> bool:

@@ -375,6 +375,10 @@ class Policy:
         """The same rules with another image classifier (the rules are shared, not copied)."""
         return self._sharing(image_classifier=classifier)
 
+    def with_confirm_at(self, confirm_at: float) -> Policy:
+        """The same rules and classifier, weak terms confirmed at another score (what training chooses it with)."""
+        return self._sharing(confirm_at=confirm_at)
+
     def without_text_classifier(self) -> Policy:
         """The same rules without the text classifier (to measure or train against the rules alone)."""
         return self._sharing(text_classifier=None, text_thresholds={}, confirm_at=0.0)
