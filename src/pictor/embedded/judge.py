@@ -101,6 +101,15 @@ def _working_size(width: int, height: int) -> tuple[int, int] | None:
     return (max(1, round(width / factor)), max(1, round(height / factor))) if factor > 1 else None
 
 
+def _box_down(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The image box-filtered to `size`: by Pillow's reduce where the factor is a whole number on both sides (a
+    third of resize's time for 1024 to 128 px, the same block means to within one level of rounding)."""
+    factor = image.width // size[0]
+    if factor > 1 and image.width == factor * size[0] and image.height == factor * size[1]:
+        return image.reduce(factor)
+    return image.resize(size, Image.Resampling.BOX)
+
+
 def _working_image(image: np.ndarray | Image.Image) -> tuple[np.ndarray, int, int]:
     """The image as (h, w, 3) float32 in [0, 255], box-filtered down so that its longer side is at most
     WORK_SIDE, and its original height and width. Arrays may be uint8, or float in [0, 1] (or in
@@ -110,7 +119,7 @@ def _working_image(image: np.ndarray | Image.Image) -> tuple[np.ndarray, int, in
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         size = _working_size(rgb.width, rgb.height)
         if size is not None:
-            return np.asarray(rgb.resize(size, Image.Resampling.BOX)).astype(np.float32), rgb.height, rgb.width
+            return np.asarray(_box_down(rgb, size)).astype(np.float32), rgb.height, rgb.width
         image = np.asarray(rgb)
     array = np.asarray(image)
     if array.ndim == 2:
@@ -120,7 +129,7 @@ def _working_image(image: np.ndarray | Image.Image) -> tuple[np.ndarray, int, in
     size = _working_size(width, height)
     if array.dtype == np.uint8:
         if size is not None:
-            resized = Image.fromarray(np.ascontiguousarray(array)).resize(size, Image.Resampling.BOX)
+            resized = _box_down(Image.fromarray(np.ascontiguousarray(array)), size)
             array = np.asarray(resized)
         return array.astype(np.float32), height, width
     array = array.astype(np.float32)
