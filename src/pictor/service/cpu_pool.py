@@ -16,7 +16,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,39 +46,3 @@ async def run_on_cores(work: Callable[P, R], /, *args: P.args, **kwargs: P.kwarg
     context = contextvars.copy_context()
     call = functools.partial(context.run, work, *args, **kwargs)
     return await asyncio.get_running_loop().run_in_executor(_executor(), call)
-
-
-class Deferred(Generic[R]):
-    """Work started on the CPU pool whose result is wanted later, by code that is itself on the pool. Whoever
-    comes first runs it: a pool worker, or the caller of `result` if no worker has begun it yet, so waiting for it
-    never leaves a core idle behind a queue of other requests' work. Meant for work that releases the GIL (hashing,
-    compression): Python-heavy work beside Python-heavy work only takes turns."""
-
-    def __init__(self, work: Callable[[], R]):
-        self._work = work
-        self._claimed = threading.Lock()
-        self._done = threading.Event()
-        self._value: R | None = None
-        self._error: BaseException | None = None
-
-    def start(self) -> Deferred[R]:
-        _executor().submit(contextvars.copy_context().run, self._run)
-        return self
-
-    def result(self) -> R:
-        """The work's result (or its exception), running it here if nobody has started it."""
-        self._run()
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]
-
-    def _run(self) -> None:
-        if not self._claimed.acquire(blocking=False):
-            return  # running or done elsewhere
-        try:
-            self._value = self._work()
-        except BaseException as error:
-            self._error = error
-        finally:
-            self._done.set()

@@ -9,7 +9,6 @@ unreferenced blobs (content-addressed, so harmless), never a record.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from pictor.core import Artifact, Decision, new_image_id, sha256_hex
@@ -17,7 +16,6 @@ from pictor.engine.placement import current_cpu_threads
 from pictor.engine.protocol import EngineResult
 from pictor.governance.provenance import Parent
 from pictor.service import animation
-from pictor.service.cpu_pool import Deferred
 from pictor.service.governance import Governance, Receipt, pixels_hash
 from pictor.service.inputs import ACCEPTED_FORMATS
 from pictor.service.marking import Marks, encode_output, mark
@@ -105,9 +103,6 @@ class OutputStore:
             with times.step("mask"):
                 for result in results:
                     result.image = keep_outside_mask(result.image, plan.sources[0], plan.mask)
-        # The decoded pixels' hash (sha256 lets go of the GIL) is made on another core while this one marks and
-        # encodes.
-        decoded_hashes = [Deferred(functools.partial(pixels_hash, result.image)).start() for result in results]
         parents, uploads = self._parents(plan, principal)
         parent_ids = tuple(parent.title for parent in parents)
         params = {**job.parameters(), "job_id": receipt.job_id, **plan.settings}
@@ -133,7 +128,7 @@ class OutputStore:
             unsalted = {k: v for k, v in params.items() if k != "prompt"}
             checks = plan.decisions + output_checks[position:position + 1]
             with times.step("audit"):
-                decoded_hash = decoded_hashes[position].result()  # what replay compares: the model's pixels
+                decoded_hash = pixels_hash(result.image)  # what replay compares: the model's pixels, unmarked
             receipt.record(position, artifact, prompt=job.prompt, decisions=checks, fields={
                 "key_id": principal.key_id, "user": job.user, "kind": job.kind.value, "task": plan.task,
                 "parameters": {**unsalted, "seed": result.seed, "steps": extra.get("steps", plan.steps),
