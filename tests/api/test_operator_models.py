@@ -22,15 +22,16 @@ from .helpers import Server, alpha_mask, decode, png_bytes, run_cli, scene, star
 PROMPT = "a red cat on a blue background"
 # An operator's own output scorer, as an operator would write it: a module on the server's PYTHONPATH, named by
 # the models file's `validator`. It scores how red an image is, for prompts that ask for red.
+# Written with numpy, as most are: its scores are numpy floats, which the answer's JSON writes as plain numbers.
 REDNESS_SCORER = """
-from PIL import ImageStat
+import numpy as np
 
 from pictor.service.validation import Verdict
 
 
 def redness(image):
-    red, green, blue = ImageStat.Stat(image.convert("RGB")).mean
-    return max(0.0, min(1.0, (red - (green + blue) / 2) / 100))
+    red, green, blue = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3).mean(axis=0)
+    return np.clip((red - (green + blue) / 2) / 100, 0.0, 1.0)
 
 
 class RednessScorer:

@@ -103,7 +103,7 @@ class Verdict:
 
     def to_dict(self, candidates: int = 1, chosen: int = 0) -> dict:
         """The documented extension field `validation` of a returned image (and of its audit entry)."""
-        body: dict = {"status": self.status, "score": None if self.score is None else round(self.score, 4),
+        body: dict = {"status": self.status, "score": None if self.score is None else round(float(self.score), 4),
                       "unmet": list(self.unmet), "candidates": candidates, "chosen": chosen,
                       "validator": self.validator}
         if self.reason:

@@ -170,7 +170,7 @@ class CandidateSearch:
             verdict["repair"] = repair
         verdict["steps"] = chosen.steps
         if len(candidates) > 1 or search.budgeted:
-            verdict["candidate_scores"] = [None if c.verdict.score is None else round(c.verdict.score, 4)
+            verdict["candidate_scores"] = [None if c.verdict.score is None else round(float(c.verdict.score), 4)
                                            for c in candidates]
         if search.budgeted:
             verdict["search"] = {**search.to_dict(), "steps_spent": self.spent[i], "repairs_tried": tried}

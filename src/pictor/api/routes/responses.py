@@ -29,7 +29,6 @@ from pictor.api.responses_schemas import (
     turn_request,
 )
 from pictor.api.sse import sse_event
-from pictor.service.cpu_pool import run_on_cores
 from pictor.service.errors import NotFoundError, ServiceError
 from pictor.service.images import PartialImage
 from pictor.service.sessions import ImageInput, NewSession, PreparedTurn, TurnOutcome, new_turn_id
@@ -79,7 +78,7 @@ async def create_response(body: ResponseCreate, request: Request, caller: Caller
                                  headers={"cache-control": "no-cache"})
     outcome = await parts.sessions.run_turn(prepared, caller)
     _count(parts, prepared)
-    return FastJSONResponse(await run_on_cores(response_json, outcome.turn, outcome.image.artifact.data))
+    return FastJSONResponse(response_json(outcome.turn, outcome.image.artifact.data))
 
 
 @router.get("/v1/responses/{response_id}")
