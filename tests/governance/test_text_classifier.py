@@ -170,3 +170,10 @@ def test_training_files_are_labelled_consistently():
         for line in path.read_text(encoding="utf-8").splitlines():
             assert set(json.loads(line)) == {"prompt", "category", "block", "lang", "style"}
 
+
+
+def test_confirm_at_out_of_range_is_refused_as_when_loading(policy):
+    for value in (-0.1, 1.0, 2.0):
+        with pytest.raises(PolicyError, match="confirm_at"):
+            policy.with_confirm_at(value)
+    assert policy.with_confirm_at(0.5).confirm_at == 0.5 and policy.confirm_at == 0.2  # a copy; the shipped is kept

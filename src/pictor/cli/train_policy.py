@@ -15,8 +15,8 @@ MAX_FPR = {"strict": 0.03, "standard": 0.015, "low": 0.015}
 # confirm_at, the score at which the classifier confirms a weak term's category, is the smallest of these whose
 # out-of-fold recall at `standard` comes within CONFIRM_TOLERANCE of the best: each weak-term look-alike it vetoes
 # frees false-positive budget for the classifier's own threshold, while a lower one keeps the weak term a second
-# opinion on prompts unlike the training ones. Above 0.2 a term would need the classifier to all but flag the prompt
-# itself (out of fold on 9,000 prompts, recall at `standard` stopped rising at 0.2).
+# opinion on prompts unlike the training ones. None is above 0.2: a weak term then needs the classifier to lean
+# towards its category already, and stops being a second opinion.
 CONFIRM_CANDIDATES = (0.02, 0.05, 0.1, 0.2)
 CONFIRM_TOLERANCE = 0.002
 
@@ -65,8 +65,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         by_confirm = {value: level_outcome(policy.with_confirm_at(value), examples, scores, "standard",
                                            max_fpr["standard"]) for value in CONFIRM_CANDIDATES}
-        best = max(outcome["recall"] for outcome in by_confirm.values())
-        chosen = min(value for value, outcome in by_confirm.items() if outcome["recall"] >= best - CONFIRM_TOLERANCE)
+        # Those that keep the level's false-positive budget (the rules alone can spend more than all of it).
+        kept = {value: outcome for value, outcome in by_confirm.items() if outcome["fpr"] <= max_fpr["standard"]}
+        kept = kept or by_confirm
+        best = max(outcome["recall"] for outcome in kept.values())
+        chosen = min(value for value, outcome in kept.items() if outcome["recall"] >= best - CONFIRM_TOLERANCE)
         print("# confirm_at out of fold: " + ", ".join(f"{value} recall {outcome['recall']:.3f}"
                                                        for value, outcome in by_confirm.items()))
         policy = policy.with_confirm_at(chosen)
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
 def level_outcome(policy: Policy, examples: list, scores, level: str, max_fpr: float) -> dict:
     """A level's tier and threshold (at most `max_fpr` of the prompts it must allow blocked, rules included), and the
-    recall and false-positive rate that rules and classifier reach together, out of fold."""
+    recall and false-positive rate of the policy's decisions with that threshold, out of fold: the classifier's
+    gates (a parent category's confirmation, a named minor) included."""
     import numpy as np
 
     from pictor.governance.text_classifier import TIERS
@@ -93,12 +97,15 @@ def level_outcome(policy: Policy, examples: list, scores, level: str, max_fpr: f
 
     tier = LEVEL_TIERS[level]
     column = TIERS.index(tier)
+    tier_scores = [dict(zip(CATEGORIES, scores[i, :, column])) for i in range(len(examples))]
     # What the rules block when the out-of-fold scores confirm (or not) their weaker terms.
-    blocked = np.array([rules_block(policy, example.prompt, level, dict(zip(CATEGORIES, scores[i, :, column])))
-                        for i, example in enumerate(examples)])
+    blocked = np.array([rules_block(policy, example.prompt, level, scores_of)
+                        for example, scores_of in zip(examples, tier_scores)])
     threshold = round(choose_threshold(scores, examples, tier, max_fpr, blocked), 4)
     truth = np.array([example.should_block(tier) for example in examples])
-    got = blocked | (scores[:, :, column].max(axis=1) >= threshold)
+    live = policy.with_text_threshold(level, tier, threshold)
+    got = np.array([live.evaluate(example.prompt, level, text_scores=scores_of).blocked
+                    for example, scores_of in zip(examples, tier_scores)])
     return {"tier": tier, "threshold": threshold, "recall": got[truth].mean(), "fpr": got[~truth].mean()}
 
 

@@ -377,7 +377,13 @@ class Policy:
 
     def with_confirm_at(self, confirm_at: float) -> Policy:
         """The same rules and classifier, weak terms confirmed at another score (what training chooses it with)."""
+        if not 0.0 <= confirm_at < 1.0:
+            raise PolicyError("text_classifier.confirm_at must be in [0, 1)")
         return self._sharing(confirm_at=confirm_at)
+
+    def with_text_threshold(self, level: str, tier: str, threshold: float) -> Policy:
+        """The same policy with one level's classifier tier and threshold changed (what training measures)."""
+        return self._sharing(text_thresholds={**self.text_thresholds, level: (tier, threshold)})
 
     def without_text_classifier(self) -> Policy:
         """The same rules without the text classifier (to measure or train against the rules alone)."""
