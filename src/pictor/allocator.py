@@ -19,12 +19,12 @@ log = logging.getLogger(__name__)
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 * 1024 * 1024  # the largest glibc accepts on 64-bit
-TRIM_THRESHOLD = 256 * 1024 * 1024
+TRIM_THRESHOLD = 64 * 1024 * 1024  # per arena (glibc keeps one per busy thread, up to 8 a core)
 
 
 def keep_freed_memory() -> bool:
-    """Ask glibc to serve blocks under 32 MB from the heap and keep up to 256 MB freed at its top; False where the
-    C library is not glibc (nothing changes there)."""
+    """Ask glibc to serve blocks under 32 MB from the heap and keep up to 64 MB freed at the top of each arena; False
+    where the C library is not glibc (nothing changes there)."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)
