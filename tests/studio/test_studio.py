@@ -313,11 +313,13 @@ def test_live_mode_regenerates_as_you_type_and_cancels_superseded_requests(signe
     page.check("#p-live")
     assert page.is_checked("#p-seed-lock")  # live mode fixes the seed: only what the words change changes
     seed = int(page.input_value("#p-seed"))
-    # A large image, so that making one (drawing, encoding, watermark, signature) outlasts a keystroke.
+    # A large image at high quality, so that making one (20 denoising steps, encoding, watermark, signature: about
+    # 250 ms on 2 cores) outlasts a keystroke; keystrokes come slower than the studio's 120 ms debounce.
     page.select_option("#p-size", "1024x1024")
+    page.select_option("#p-quality", "high")
     text = "a green star in the center"
     page.click("#prompt")
-    page.keyboard.type(text, delay=170)  # faster than an image is made: earlier words are superseded
+    page.keyboard.type(text, delay=150)  # faster than an image is made: earlier words are superseded
     wait_until(page, f"document.querySelector('#current-image').dataset.liveText === {json.dumps(text)}",
                            timeout=WAIT_MS)
     live = page.evaluate("({requests: pictorLive.requests, aborted: pictorLive.aborted, shown: pictorLive.shown, "
