@@ -17,7 +17,8 @@ def json_bytes(body: Any) -> bytes:
 
 
 def _plain(value: Any) -> Any:
-    """What orjson cannot write itself: a numpy scalar (or any value with `item()`) as its Python value."""
+    """What orjson cannot write even with OPT_SERIALIZE_NUMPY (which covers numpy's scalars and arrays): another
+    library's scalar with `item()`, such as a 0-d torch tensor, as its Python value."""
     item = getattr(value, "item", None)
     if callable(item):
         return item()
