@@ -38,7 +38,7 @@ def weights_hash(folder: str | Path) -> str:
 
 def describe_detected(image: Image.Image) -> str:
     """A prompt for what the judge sees in an image of the world (used for variations)."""
-    detection = detect(np.asarray(image.convert("RGB")))
+    detection = detect(image)
     parts = [f"a {o.size} {o.colour} {o.shape} in the {CELL_NAMES[o.cell]}" for o in detection.objects]
     colours = tuple(dict.fromkeys(background_colours(detection)))  # a "gradient" of one colour is plain
     background = (f"on a {colours[0]} background" if len(colours) == 1

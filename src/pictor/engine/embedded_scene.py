@@ -11,6 +11,7 @@ asked for.
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -125,6 +126,7 @@ def _best_match(objects: list[DetectedObject], spec: ObjectSpec) -> DetectedObje
     return None
 
 
+@lru_cache(maxsize=256)  # score and can_score parse the same prompt; SceneSpec is frozen
 def _scene_prompt(prompt: str) -> SceneSpec | None:
     understood = parse_prompt(prompt).spec
     return understood if isinstance(understood, SceneSpec) and (understood.objects or understood.background) else None
@@ -141,7 +143,7 @@ class EmbeddedSceneReader(SceneReader):
     palette = COLOURS
 
     def read(self, image: Image.Image) -> SceneReading:
-        detection = detect(np.asarray(image.convert("RGB")))
+        detection = detect(image)
         return SceneReading([_found(o) for o in detection.objects], detection.background)
 
     def objects_named(self, text: str) -> list[ObjectQuery]:
@@ -174,7 +176,7 @@ class EmbeddedSceneReader(SceneReader):
         width, height = image.size
         objects: list[SceneObject] = []
         if spec.target is not None:
-            found = _best_match(detect(np.asarray(image.convert("RGB"))).objects, spec.target)
+            found = _best_match(detect(image).objects, spec.target)
             if found is None:
                 return None
             objects.append(SceneObject(found.shape, found.colour, found.size, found.cell))
@@ -229,7 +231,7 @@ class EmbeddedSceneReader(SceneReader):
         understood = _scene_prompt(prompt)
         if understood is None:
             return Verdict("unavailable", reason="the prompt names nothing the judge can check", validator=self.name)
-        detection = detect(np.asarray(image.convert("RGB")))
+        detection = detect(image)
         background = background_colours(detection) if understood.background is not None else None
         verdict = score_scene(understood, detection.objects, background)
         verdict.validator = self.name
@@ -240,7 +242,7 @@ class EmbeddedSceneReader(SceneReader):
         spec = parse_prompt(prompt).spec
         if not isinstance(spec, SceneSpec) or not spec.objects:
             return None
-        found = detect(np.asarray(image.convert("RGB"))).objects
+        found = detect(image).objects
         if len(found) != len(spec.objects):
             return None
         best: list[tuple[ObjectSpec, DetectedObject, list[str]]] | None = None
