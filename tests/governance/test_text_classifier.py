@@ -10,13 +10,20 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from safetensors.numpy import load_file
 
 from pictor.cli import main
 from pictor.cli.train_policy import CONFIRM_CANDIDATES
 from pictor.embedded.evaluate import generation_cases
 from pictor.governance.policy import Policy, PolicyError, default_policy_path
-from pictor.governance.text_classifier import TextClassifier
-from pictor.governance.text_classifier_training import load_examples, world_examples
+from pictor.governance.text_classifier import TIERS, TextClassifier
+from pictor.governance.text_classifier_training import (
+    CATEGORIES,
+    Example,
+    load_examples,
+    target_matrix,
+    world_examples,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING = ROOT / "training" / "policy-text"
@@ -136,11 +143,13 @@ def test_the_cli_trains_weights_that_a_policy_file_can_name(tmp_path, capsys):
     (data / "sample.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "clf.safetensors"
     assert main(["train-policy-classifier", "--data", str(data), "--out", str(out), "--epochs", "4",
-                 "--folds", "2", "--world", "30", "--max-fpr", "standard=0.05"]) == 0
+                 "--folds", "2", "--world", "30", "--max-fpr", "standard=0.05", "--members", "2"]) == 0
     printed = capsys.readouterr().out
     section = tomllib.loads(printed)["text_classifier"]
     assert section["file"] == "clf.safetensors" and len(section["sha256"]) == 64
     assert section["confirm_at"] in CONFIRM_CANDIDATES  # chosen out of fold
+    meta = json.loads(bytes(load_file(str(out))["meta"]).decode("utf-8"))
+    assert meta["members"] == 2 and meta["seed"] == 0
     assert {level["tier"] for level in section["levels"].values()} == {"strict", "standard", "all"}
 
     # The printed section replaces the shipped one in a copy of the policy file beside the new weights.
@@ -161,6 +170,31 @@ def test_the_cli_trains_weights_that_a_policy_file_can_name(tmp_path, capsys):
     assert mean_top(harmful) > mean_top(innocent) + 0.3
 
 
+def test_a_sub_category_teaches_its_parent_only_the_strict_tier():
+    # "a child in lingerie" is sexual content, so at least suggestive; whether its words would block an adult at
+    # standard the label does not say, so the parent's higher tiers are neither positives nor negatives.
+    examples = [Example("minor", "sexual/minors", "all"), Example("adult", "sexual", "standard"),
+                Example("fine", "none", "none")]
+    targets, weights = target_matrix(examples)
+    sexual, minors = CATEGORIES.index("sexual") * len(TIERS), CATEGORIES.index("sexual/minors") * len(TIERS)
+    assert targets[0, minors:minors + 3].tolist() == [1, 1, 1]
+    assert targets[0, sexual] == 1 and weights[0, sexual:sexual + 3].tolist() == [1, 0, 0]
+    assert targets[1, sexual:sexual + 3].tolist() == [1, 1, 0] and weights[1].min() == 1
+    assert targets[2].max() == 0 and weights[2].min() == 1
+
+
+def test_a_minors_score_needs_a_named_minor_and_the_sexual_score_at_strict(policy):
+    # Stand-in scores: sexual/minors high at the level's tier, sexual low there (its higher tiers are learnt from
+    # adults alone); whether it blocks is decided by the sexual score at strict, the tier minors' items teach.
+    at_level = {"sexual": 0.01, "sexual/minors": 0.99}
+    named = "a ten-year-old at a sleepover"
+    blocked = policy.evaluate(named, "standard", text_scores=at_level, strict_scores={"sexual": 0.9})
+    assert blocked.blocked and blocked.rule_ids == ("classifier.sexual/minors",)
+    assert policy.evaluate(named, "standard", text_scores=at_level, strict_scores={"sexual": 0.0}).allowed
+    unnamed = "a person at a sleepover"
+    assert policy.evaluate(unnamed, "standard", text_scores=at_level, strict_scores={"sexual": 0.9}).allowed
+
+
 def test_training_files_are_labelled_consistently():
     examples = load_examples(sorted(TRAINING.glob("*.jsonl")))
     assert len(examples) > 4000
@@ -176,4 +210,5 @@ def test_confirm_at_out_of_range_is_refused_as_when_loading(policy):
     for value in (-0.1, 1.0, 2.0):
         with pytest.raises(PolicyError, match="confirm_at"):
             policy.with_confirm_at(value)
-    assert policy.with_confirm_at(0.5).confirm_at == 0.5 and policy.confirm_at == 0.2  # a copy; the shipped is kept
+    # with_confirm_at makes a copy: the shipped policy is kept
+    assert policy.with_confirm_at(0.5).confirm_at == 0.5 and policy.confirm_at == shipped_section()["confirm_at"]

@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--world", type=int, default=400,
                         help="also train on this many allowed prompts of the embedded model's world")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--members", type=int, default=1,
+                        help="fit this many models from seeds SEED, SEED+1, ... and average them (a linear model: "
+                             "the average of their logits, at no cost when scoring)")
     parser.add_argument("--confirm-at", type=float,
                         help=f"the policy's confirm_at (default: chosen out of fold from {CONFIRM_CANDIDATES})")
     parser.set_defaults(func=run)
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"no *.jsonl files in {args.data}")
         return 2
     examples = load_examples(files) + world_examples(args.world, args.seed)
-    settings = TrainSettings(seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+    settings = TrainSettings(seed=args.seed, members=args.members, **({"epochs": args.epochs} if args.epochs else {}))
     scores = out_of_fold_scores(examples, args.folds, settings)
     max_fpr = MAX_FPR | {level: float(rate) for level, rate in (item.split("=", 1) for item in args.max_fpr)}
     policy = Policy.load(args.policy)
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
                                                        for value, outcome in by_confirm.items()))
         policy = policy.with_confirm_at(chosen)
     levels = {level: level_outcome(policy, examples, scores, level, max_fpr[level]) for level in LEVEL_TIERS}
-    digest = train(examples, settings).save(args.out, {"examples": len(examples), "seed": args.seed})
+    digest = train(examples, settings).save(args.out, {"examples": len(examples), "seed": args.seed,
+                                                             "members": args.members})
     # The policy file's section for these weights, to paste over the old one.
     print(f"# {len(examples)} training prompts; out-of-fold with the rules: "
           + ", ".join(f"{level} recall {v['recall']:.3f} at false-positive rate {v['fpr']:.3f}"
@@ -98,18 +102,21 @@ def level_outcome(policy: Policy, examples: list, scores, level: str, max_fpr: f
     tier = LEVEL_TIERS[level]
     column = TIERS.index(tier)
     tier_scores = [dict(zip(CATEGORIES, scores[i, :, column])) for i in range(len(examples))]
+    strict_scores = [dict(zip(CATEGORIES, scores[i, :, 0])) for i in range(len(examples))]
     # What the rules block when the out-of-fold scores confirm (or not) their weaker terms.
-    blocked = np.array([rules_block(policy, example.prompt, level, scores_of)
-                        for example, scores_of in zip(examples, tier_scores)])
+    blocked = np.array([rules_block(policy, example.prompt, level, scores_of, strict_of)
+                        for example, scores_of, strict_of in zip(examples, tier_scores, strict_scores)])
     threshold = round(choose_threshold(scores, examples, tier, max_fpr, blocked), 4)
     truth = np.array([example.should_block(tier) for example in examples])
     live = policy.with_text_threshold(level, tier, threshold)
-    got = np.array([live.evaluate(example.prompt, level, text_scores=scores_of).blocked
-                    for example, scores_of in zip(examples, tier_scores)])
+    got = np.array([live.evaluate(example.prompt, level, text_scores=scores_of, strict_scores=strict_of).blocked
+                    for example, scores_of, strict_of in zip(examples, tier_scores, strict_scores)])
     return {"tier": tier, "threshold": threshold, "recall": got[truth].mean(), "fpr": got[~truth].mean()}
 
 
-def rules_block(policy: Policy, prompt: str, level: str, scores: dict[str, float]) -> bool:
-    """Whether the policy's rules block the prompt at the level, given these classifier scores."""
-    decision = policy.evaluate(prompt, level, text_scores=scores)
+def rules_block(policy: Policy, prompt: str, level: str, scores: dict[str, float],
+                strict: dict[str, float]) -> bool:
+    """Whether the policy's rules block the prompt at the level, given these classifier scores (at the level's tier
+    and at strict)."""
+    decision = policy.evaluate(prompt, level, text_scores=scores, strict_scores=strict)
     return decision.blocked and any(not rule.startswith("classifier.") for rule in decision.rule_ids)

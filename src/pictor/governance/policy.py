@@ -500,7 +500,8 @@ class Policy:
     # -- text ----------------------------------------------------------------------------------
 
     def evaluate(self, texts: Mapping[str, str | None] | str, level: str = "standard",
-                 stage: Stage = "input", text_scores: Mapping[str, float] | None = None) -> Decision:
+                 stage: Stage = "input", text_scores: Mapping[str, float] | None = None,
+                 strict_scores: Mapping[str, float] | None = None) -> Decision:
         """Check the named text fields (prompt, negative_prompt, instruction, session text, ...) at a level.
 
         A rule blocks when it matched in a positive field with a severity at or above the level's
@@ -509,10 +510,11 @@ class Policy:
         fields. With a text classifier, a low or medium term rule in a positive field blocks only when the
         classifier's score for its category reaches `confirm_at` (a look-alike such as "nude lipstick" scores
         near zero), and a category whose score reaches the level's threshold blocks as `classifier.<category>`.
-        `text_scores` stands in for the classifier's scores (training uses scores of models that did not see
-        the text). Blocked: `rule_ids` and `categories` are those of the blocking rules. Allowed: `rule_ids`
-        lists rules that matched below the threshold or were not confirmed (for the audit), `categories` is
-        empty. `reason` names rules, categories, fields, the level and the policy version, never a matched term.
+        `text_scores` and `strict_scores` stand in for the classifier's scores at the level's tier and at
+        `strict` (training uses scores of models that did not see the text). Blocked: `rule_ids` and
+        `categories` are those of the blocking rules. Allowed: `rule_ids` lists rules that matched below the
+        threshold or were not confirmed (for the audit), `categories` is empty. `reason` names rules,
+        categories, fields, the level and the policy version, never a matched term.
         """
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -521,7 +523,10 @@ class Policy:
         for name, text in fields.items():
             if text is not None and not isinstance(text, str):
                 raise TypeError(f"field {name!r} must be a string, got {type(text).__name__}")
-        scores = dict(text_scores) if text_scores is not None else self._text_scores(fields, lvl.name)
+        if text_scores is not None:
+            scores, strict = dict(text_scores), dict(strict_scores if strict_scores is not None else text_scores)
+        else:
+            scores, strict = self._text_scores(fields, lvl.name)
         # Which entries matched in which fields; for combinations, the positive fields' hits of their
         # operands (every position where a combination has a word window, else the first per field).
         fields_by_entry: dict[int, set[str]] = {}
@@ -548,6 +553,7 @@ class Policy:
         blocking: dict[str, tuple[str, set[str]]] = {}   # rule id -> (category, fields)
         observed: dict[str, str] = {}
         critical = _RANK["critical"]
+        minors_named = self._age_signal in positive
         for index, matched_fields in fields_by_entry.items():
             entry = self._entries[index]
             if entry.kind != "rule":
@@ -567,7 +573,7 @@ class Policy:
                 blocking.setdefault(combo.id, (combo.category, set()))[1].update(combo_fields)
             else:
                 observed[combo.id] = combo.category
-        self._classifier_blocks(fields, lvl.name, scores, blocking, minors_named=self._age_signal in positive)
+        self._classifier_blocks(fields, lvl.name, scores, strict, blocking, minors_named=minors_named)
         for rid in blocking:
             observed.pop(rid, None)
 
@@ -586,18 +592,22 @@ class Policy:
             reason += f"; below the level's threshold: {', '.join(rule_ids)}"
         return Decision(allowed=True, stage=stage, rule_ids=rule_ids, reason=reason, scores=scores)
 
-    def _text_scores(self, fields: Mapping[str, str | None], level: str) -> dict[str, float]:
-        """The text classifier's score per category at the level's tier: the highest over the positive fields."""
+    def _text_scores(self, fields: Mapping[str, str | None], level: str) -> tuple[dict[str, float], dict[str, float]]:
+        """The text classifier's score per category at the level's tier and at `strict`: the highest over the positive
+        fields (each field scored once)."""
         if self.text_classifier is None or level not in self.text_thresholds:
-            return {}
+            return {}, {}
         tier = self.text_thresholds[level][0]
         best: dict[str, float] = {}
+        strict: dict[str, float] = {}
         for name, text in fields.items():
             if not text or name in self.negative_fields:
                 continue
-            for category, score in self.text_classifier.score(text).tier(tier).items():
-                best[category] = max(score, best.get(category, 0.0))
-        return best
+            scored = self.text_classifier.score(text)
+            for table, at in ((best, tier), (strict, "strict")):
+                for category, score in scored.tier(at).items():
+                    table[category] = max(score, table.get(category, 0.0))
+        return best, strict
 
     def _unconfirmed(self, category: str, scores: Mapping[str, float]) -> bool:
         """A term of this category is a look-alike by the classifier's reading (only where it scored the text)."""
@@ -605,9 +615,11 @@ class Policy:
         return bool(scores) and scored in scores and scores[scored] < self.confirm_at
 
     def _classifier_blocks(self, fields: Mapping[str, str | None], level: str, scores: Mapping[str, float],
-                           blocking: dict[str, tuple[str, set[str]]], minors_named: bool = True) -> None:
+                           strict: Mapping[str, float], blocking: dict[str, tuple[str, set[str]]],
+                           minors_named: bool = True) -> None:
         """Each category whose score reaches the level's threshold blocks as `classifier.<category>`. Not a
-        sub-category whose parent scores below `confirm_at`, and not sexual/minors unless the text names a minor
+        sub-category whose parent scores below `confirm_at` at `strict` (is it sexual at all, suggestive included:
+        what a sub-category's examples teach their parent), and not sexual/minors unless the text names a minor
         (the `minors` signal: a word for a child or a school year, or an age under the limit): its few hundred
         training examples are not enough for it to tell a woman from a girl by itself."""
         if level not in self.text_thresholds:
@@ -616,7 +628,7 @@ class Policy:
         positive = sorted(name for name, text in fields.items() if text and name not in self.negative_fields)
         for category, score in scores.items():
             parent = category.split("/")[0]
-            if category == "sexual/minors" and not minors_named or scores.get(parent, 1.0) < self.confirm_at:
+            if category == "sexual/minors" and not minors_named or strict.get(parent, 1.0) < self.confirm_at:
                 continue  # a sub-category needs its parent's confirmation: a child playing chess is not sexual
             if score >= threshold:
                 blocking.setdefault(f"classifier.{category}", (category, set()))[1].update(positive)

@@ -3,9 +3,8 @@
 Each line of a training file is {"prompt", "category", "block", "lang", "style"}: `block` is the least
 restrictive level that must still block the prompt (`all`, `standard`, `strict` or `none`), as in the
 evaluation sets of bench/policy_eval.py. An item of category C blocked at `standard` is a positive for the
-outputs (C, strict) and (C, standard), and those of C's parent category (sexual/minors -> sexual), and a negative
-for every other output; look-alike and benign items
-(`none`) are negatives for all of them.
+outputs (C, strict) and (C, standard) and a negative for every other output, except its parent category's (sexual/minors
+-> sexual: see `target_matrix`); look-alike and benign items (`none`) are negatives for all of them.
 
 Logistic regression over hashed features, trained with AdamW; features are dropped a word at a time during
 training so that no single word carries a decision. Thresholds per level come from out-of-fold scores: the
@@ -76,17 +75,27 @@ def world_examples(count: int = 400, seed: int = 0) -> list[Example]:
     return [Example(example.text, "none", "none", "world") for example in made if example.text]
 
 
-def target_matrix(examples: Sequence[Example]) -> np.ndarray:
-    """[examples, categories * tiers] of 0/1."""
-    out = np.zeros((len(examples), len(CATEGORIES) * len(TIERS)), np.float32)
+def target_matrix(examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
+    """[examples, categories * tiers] targets of 0/1, and the weight of each in the loss (0 or 1).
+
+    A sub-category's item is also its parent's: sexual content involving minors is sexual content, and so at least
+    suggestive. How far the parent's own tiers go is not said by the label (a child in lingerie would be `strict`
+    for an adult, a sexual act `all`), so the parent's tiers beyond `strict` are left out of the loss rather than
+    taught either way: taught as positives, "lingerie" learnt to block adults at `standard`."""
+    targets = np.zeros((len(examples), len(CATEGORIES) * len(TIERS)), np.float32)
+    weights = np.ones_like(targets)
     for row, example in enumerate(examples):
         if example.category == "none":
             continue
-        # A sub-category is also its parent: sexual content involving minors is sexual content.
-        for category in {example.category, example.category.split("/")[0]} & set(CATEGORIES):
-            base = CATEGORIES.index(category) * len(TIERS)
-            out[row, base:base + example.tier_rank] = 1.0
-    return out
+        own = CATEGORY_OF.get(example.category, example.category)
+        base = CATEGORIES.index(own) * len(TIERS)
+        targets[row, base:base + example.tier_rank] = 1.0
+        parent = own.split("/")[0]
+        if parent != own and parent in CATEGORIES:
+            base = CATEGORIES.index(parent) * len(TIERS)
+            targets[row, base] = 1.0
+            weights[row, base + 1:base + len(TIERS)] = 0.0
+    return targets, weights
 
 
 @dataclass
@@ -97,26 +106,42 @@ class TrainSettings:
     l2: float = 1e-4
     word_dropout: float = 0.15
     seed: int = 0
+    members: int = 1  # models fitted from consecutive seeds and averaged
 
 
 def train(examples: Sequence[Example], settings: TrainSettings | None = None) -> TextClassifier:
-    """A classifier fitted to the examples (deterministic for a seed)."""
+    """A classifier fitted to the examples (deterministic for a seed).
+
+    With several `members`, the average of models fitted from different seeds (shuffles, word dropout): the model
+    is linear, so averaging the weights averages the members' logits, at no cost when scoring. One seed's model
+    leans on whichever words its dropout happened to favour; the average depends less on that draw."""
     settings = settings or TrainSettings()
-    rng = random.Random(settings.seed)
-    torch.manual_seed(settings.seed)
     features = [word_features(example.prompt) for example in examples]
-    targets = torch.from_numpy(target_matrix(examples))
+    target_array, weight_array = target_matrix(examples)
+    targets, weights = torch.from_numpy(target_array), torch.from_numpy(weight_array)
+    fitted = [_fit(features, targets, weights, settings, settings.seed + member)
+              for member in range(max(1, settings.members))]
+    dense = np.mean([weight for weight, _ in fitted], axis=0)
+    bias = np.mean([bias for _, bias in fitted], axis=0)
+    return from_weights(list(CATEGORIES), dense.astype(np.float32), bias.astype(np.float32))
+
+
+def _fit(features: list[list[tuple[int, ...]]], targets: torch.Tensor, weights: torch.Tensor, settings: TrainSettings,
+         seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One logistic regression's dense [BUCKETS, outputs] weights and bias."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
     outputs = targets.shape[1]
     bag = torch.nn.EmbeddingBag(BUCKETS, outputs, mode="sum", sparse=True)
     torch.nn.init.zeros_(bag.weight)
     bias = torch.nn.Parameter(torch.full((outputs,), -3.0))
     positives = targets.sum(0)
-    pos_weight = ((len(examples) - positives) / positives.clamp(min=1.0)).clamp(max=10.0)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    pos_weight = ((len(features) - positives) / positives.clamp(min=1.0)).clamp(max=10.0)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
     # Sparse updates: a batch touches a few thousand of the 262,144 rows.
     optimisers = (torch.optim.SparseAdam([bag.weight], lr=settings.learning_rate),
                   torch.optim.Adam([bias], lr=settings.learning_rate))
-    order = list(range(len(examples)))
+    order = list(range(len(features)))
     for _ in range(settings.epochs):
         rng.shuffle(order)
         for start in range(0, len(order), settings.batch):
@@ -130,7 +155,8 @@ def train(examples: Sequence[Example], settings: TrainSettings | None = None) ->
                     flat.extend(word)
             flat_tensor = torch.tensor(flat)
             logits = bag(flat_tensor, torch.tensor(offsets)) + bias
-            loss = loss_fn(logits, targets[rows])
+            mask = weights[rows]
+            loss = (loss_fn(logits, targets[rows]) * mask).sum() / mask.sum().clamp(min=1.0)
             if settings.l2:
                 # L2 on the rows this batch uses (a dense penalty would make every gradient dense).
                 used = torch.nn.functional.embedding(flat_tensor.unique(), bag.weight, sparse=True)
@@ -140,7 +166,7 @@ def train(examples: Sequence[Example], settings: TrainSettings | None = None) ->
             loss.backward()
             for optimiser in optimisers:
                 optimiser.step()
-    return from_weights(list(CATEGORIES), bag.weight.detach().numpy(), bias.detach().numpy())
+    return bag.weight.detach().numpy(), bias.detach().numpy()
 
 
 def out_of_fold_scores(examples: Sequence[Example], folds: int = 5,
