@@ -205,7 +205,6 @@ def test_training_files_are_labelled_consistently():
             assert set(json.loads(line)) == {"prompt", "category", "block", "lang", "style"}
 
 
-
 def test_confirm_at_out_of_range_is_refused_as_when_loading(policy):
     for value in (-0.1, 1.0, 2.0):
         with pytest.raises(PolicyError, match="confirm_at"):

@@ -51,6 +51,13 @@ class PolicyError(ValueError):
     """The policy file is malformed or refers to something it does not define."""
 
 
+def _checked_confirm_at(value: float) -> float:
+    """confirm_at as loaded or set for training: a score in [0, 1)."""
+    if not 0.0 <= value < 1.0:
+        raise PolicyError("text_classifier.confirm_at must be in [0, 1)")
+    return value
+
+
 def _rank(severity: str, where: str) -> int:
     try:
         return _RANK[severity]
@@ -377,9 +384,7 @@ class Policy:
 
     def with_confirm_at(self, confirm_at: float) -> Policy:
         """The same rules and classifier, weak terms confirmed at another score (what training chooses it with)."""
-        if not 0.0 <= confirm_at < 1.0:
-            raise PolicyError("text_classifier.confirm_at must be in [0, 1)")
-        return self._sharing(confirm_at=confirm_at)
+        return self._sharing(confirm_at=_checked_confirm_at(confirm_at))
 
     def with_text_threshold(self, level: str, tier: str, threshold: float) -> Policy:
         """The same policy with one level's classifier tier and threshold changed (what training measures)."""
@@ -461,9 +466,7 @@ class Policy:
         unknown = set(self.text_classifier.categories) - set(self.categories)
         if unknown:
             raise PolicyError(f"text_classifier: categories {sorted(unknown)} are not the policy's")
-        self.confirm_at = float(spec.get("confirm_at", 0.0))
-        if not 0.0 <= self.confirm_at < 1.0:
-            raise PolicyError("text_classifier.confirm_at must be in [0, 1)")
+        self.confirm_at = _checked_confirm_at(float(spec.get("confirm_at", 0.0)))
         for category in self.categories:
             parent = category.split("/")[0]
             scored = category if category in self.text_classifier.categories else parent
